@@ -1,0 +1,82 @@
+"""Oracle side of the per-layer parity harness (runs inside real Caffe, Python 3.9 + pycaffe).
+
+A family script (e.g. tests/oracle/make_layers_vision.py) calls ``case(...)`` once per parameter
+setting; each call builds a tiny net: one Input layer per distinct bottom, then the layer under test,
+``force_backward: true``; feeds the given bottoms, optionally overwrites the learnable blobs with
+seeded random values, runs forward, sets every top diff to seeded random values, runs backward and
+saves everything to tests/golden/layers/<case_id>.npz:
+
+  layer (str, the LayerParameter text), phase (str), bottom_names, top_names (str, space separated),
+  bottom_<i>, top_<i>, top_diff_<i>, bottom_diff_<i> (only for bottoms Caffe back-propagates to),
+  param_<i> (values used), param_after_<i> (after forward, e.g. BatchNorm statistics), param_diff_<i>.
+"""
+import os
+import tempfile
+
+import numpy as np
+import caffe
+from caffe.proto import caffe_pb2
+from google.protobuf import text_format
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "layers")
+caffe.set_mode_cpu()
+
+
+def case(case_id, layer_text, bottoms, phase="TEST", params="random", seed=0, top_diff_scale=1.0,
+         param_values=None):
+    """bottoms: list of arrays, one per distinct bottom name in order of first appearance.
+    params: "random" (gaussian, seeded), "filler" (keep Caffe's fillers) or "given" (param_values)."""
+    rng = np.random.RandomState(seed + 7919)  # differs from the callers' input streams
+    lp = caffe_pb2.LayerParameter()
+    text_format.Merge(layer_text, lp)
+    names = []
+    for b in lp.bottom:
+        if b not in names:
+            names.append(b)
+    assert len(names) == len(bottoms), (case_id, names)
+    net_text = "force_backward: true\n"
+    for n, arr in zip(names, bottoms):
+        dims = " ".join("dim: %d" % d for d in np.shape(arr))
+        net_text += 'layer { name: "in_%s" type: "Input" top: "%s" input_param { shape { %s } } }\n' % (n, n, dims)
+    net_text += "layer {\n%s\n}\n" % layer_text
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
+        f.write(net_text)
+    try:
+        net = caffe.Net(f.name, caffe.TRAIN if phase == "TRAIN" else caffe.TEST)
+    finally:
+        os.unlink(f.name)
+    out = {"layer": np.array(layer_text), "phase": np.array(phase),
+           "bottom_names": np.array(" ".join(names)), "top_names": np.array(" ".join(lp.top))}
+    for i, (n, arr) in enumerate(zip(names, bottoms)):
+        arr = np.asarray(arr, dtype=np.float32)
+        net.blobs[n].data[...] = arr
+        out["bottom_%d" % i] = arr.copy()
+    blobs = net.params[lp.name] if lp.name in net.params else []
+    for i, blob in enumerate(blobs):
+        if params == "random":
+            blob.data[...] = rng.randn(*blob.data.shape).astype(np.float32)
+        elif params == "given":
+            blob.data[...] = param_values[i]
+        out["param_%d" % i] = blob.data.copy()
+    net.forward()
+    for i, blob in enumerate(blobs):
+        out["param_after_%d" % i] = blob.data.copy()
+    for i, t in enumerate(lp.top):
+        out["top_%d" % i] = net.blobs[t].data.copy()
+    for i, t in enumerate(lp.top):
+        d = (rng.randn(*net.blobs[t].diff.shape) * top_diff_scale).astype(np.float32)
+        net.blobs[t].diff[...] = d
+        out["top_diff_%d" % i] = d
+    net.backward()
+    layer_index = list(net._layer_names).index(lp.name)
+    bottom_need = net._bottom_need_backward if hasattr(net, "_bottom_need_backward") else None
+    for i, n in enumerate(names):
+        # Caffe leaves a bottom's diff untouched (zero) when it does not propagate to it
+        # (labels of loss layers); we record every diff and the test skips all-zero label diffs
+        # only where the layer never propagates (see tests/layer_harness.py).
+        out["bottom_diff_%d" % i] = net.blobs[n].diff.copy()
+    for i, blob in enumerate(blobs):
+        out["param_diff_%d" % i] = blob.diff.copy()
+    os.makedirs(GOLDEN, exist_ok=True)
+    np.savez(os.path.join(GOLDEN, case_id + ".npz"), **out)
+    return out
