@@ -46,8 +46,8 @@ def _load_builtin_families():
         return
     _loaded = True
     import importlib
-    for mod in ("input", "common", "neuron", "vision", "linear", "normalization", "loss", "recurrent",
-                "data", "python"):
+    for mod in ("input", "common", "neuron", "vision", "linear", "normalization", "loss", "loss_metric",
+                "recurrent", "data", "python"):
         try:
             importlib.import_module(f"netspec.layers.{mod}")
         except ModuleNotFoundError as e:  # a family not written yet

@@ -64,7 +64,7 @@ def case(case_id, layer_text, bottoms, phase="TEST", params="random", seed=0, to
     for i, t in enumerate(lp.top):
         out["top_%d" % i] = net.blobs[t].data.copy()
     for i, t in enumerate(lp.top):
-        d = (rng.randn(*net.blobs[t].diff.shape) * top_diff_scale).astype(np.float32)
+        d = np.asarray(rng.randn(*net.blobs[t].diff.shape) * top_diff_scale).astype(np.float32)
         net.blobs[t].diff[...] = d
         out["top_diff_%d" % i] = d
     net.backward()

@@ -1,0 +1,96 @@
+"""CaffeNet and the Flickr-style fine-tuning nets of BVLC Caffe's examples/02-fine-tuning.ipynb.
+
+`caffenet`, `style_net` and `solver` take the notebook's arguments and give the same prototxt text as the
+notebook's cells run under pycaffe (checked against oracle goldens in tests/test_dsl.py). The notebook wrote
+each definition to a temporary file and returned its name; these return the NetParameter/SolverParameter
+(write them with `netspec.spec.write(msg, path)`, or pass `path=` to do both).
+
+CaffeNet follows models/bvlc_reference_caffenet/train_val.prototxt: five convolutions (conv2, conv4 and conv5
+in two groups), max pooling and LRN after the first two, two 4096-wide fully connected layers with dropout
+when training, and a classifier that is always learned. With learn_all=False every layer before the
+classifier is frozen (lr_mult 0 on both blobs), which is how the notebook fine-tunes only the classifier.
+"""
+from netspec.spec import NetSpec, layers as L, params as P, solver as _solver, write
+
+__all__ = ["caffenet", "style_net", "imagenet_deploy", "solver", "LEARNED", "FROZEN"]
+
+LEARNED = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]   # weights, biases
+FROZEN = [dict(lr_mult=0), dict(lr_mult=0)]
+
+# name, kernel, outputs, stride, pad, group; "pool"/"norm" follow the conv's ReLU when listed.
+_CONVS = [("conv1", 11, 96, 4, 0, 1, True), ("conv2", 5, 256, 1, 2, 2, True), ("conv3", 3, 384, 1, 1, 1, False),
+          ("conv4", 3, 384, 1, 1, 2, False), ("conv5", 3, 256, 1, 1, 2, False)]
+_CONV_FILLERS = dict(weight_filler=dict(type="gaussian", std=0.01), bias_filler=dict(type="constant", value=0.1))
+_FC_FILLERS = dict(weight_filler=dict(type="gaussian", std=0.005), bias_filler=dict(type="constant", value=0.1))
+
+
+def _max_pool(bottom):
+    return L.Pooling(bottom, pool=P.Pooling.MAX, kernel_size=3, stride=2)
+
+
+def _finish(proto, path):
+    return write(proto, path) if path is not None else proto
+
+
+def caffenet(data, label=None, train=True, num_classes=1000, classifier_name="fc8", learn_all=False, path=None):
+    """CaffeNet on top of `data` (a Top); with `label`, adds SoftmaxWithLoss `loss` and Accuracy `acc`;
+    when not training, no dropout and a Softmax `probs`. Returns the NetParameter (or writes it to path)."""
+    n = NetSpec()
+    n.data = data
+    param = LEARNED if learn_all else FROZEN
+    x = n.data
+    for i, (name, ks, nout, stride, pad, group, pool_norm) in enumerate(_CONVS, 1):
+        # The notebook passes stride, pad and group even at their defaults, so they are printed.
+        n[name] = L.Convolution(x, kernel_size=ks, stride=stride, num_output=nout, pad=pad, group=group,
+                                param=param, **_CONV_FILLERS)
+        n[f"relu{i}"] = x = L.ReLU(n[name], in_place=True)
+        if pool_norm:
+            n[f"pool{i}"] = _max_pool(x)
+            n[f"norm{i}"] = x = L.LRN(n[f"pool{i}"], local_size=5, alpha=1e-4, beta=0.75)
+    n.pool5 = x = _max_pool(x)
+    for i in (6, 7):
+        n[f"fc{i}"] = L.InnerProduct(x, num_output=4096, param=param, **_FC_FILLERS)
+        n[f"relu{i}"] = x = L.ReLU(n[f"fc{i}"], in_place=True)
+        if train:
+            n[f"drop{i}"] = x = L.Dropout(x, in_place=True)
+    classifier = L.InnerProduct(x, num_output=num_classes, param=LEARNED)
+    n[classifier_name] = classifier
+    if not train:
+        n.probs = L.Softmax(classifier)
+    if label is not None:
+        n.label = label
+        n.loss = L.SoftmaxWithLoss(classifier, n.label)
+        n.acc = L.Accuracy(classifier, n.label)
+    return _finish(n.to_proto(), path)
+
+
+def imagenet_deploy(batch=1, learn_all=False, path=None):
+    """The notebook's `imagenet_net`: CaffeNet for testing on a DummyData input of batch x 3 x 227 x 227."""
+    data = L.DummyData(shape=dict(dim=[batch, 3, 227, 227]))
+    return caffenet(data=data, train=False, learn_all=learn_all, path=path)
+
+
+def style_net(train=True, learn_all=False, subset=None, caffe_root="../", num_classes=5, path=None):
+    """CaffeNet fed by an ImageData layer over data/flickr_style/<subset>.txt (batch 50, resized to 256x256,
+    227 crops, mirrored when training, ImageNet mean file), with classifier `fc8_flickr`."""
+    if subset is None:
+        subset = "train" if train else "test"
+    transform = dict(mirror=train, crop_size=227, mean_file=caffe_root + "data/ilsvrc12/imagenet_mean.binaryproto")
+    data, label = L.ImageData(transform_param=transform, source=caffe_root + f"data/flickr_style/{subset}.txt",
+                              batch_size=50, new_height=256, new_width=256, ntop=2)
+    return caffenet(data=data, label=label, train=train, num_classes=num_classes, classifier_name="fc8_flickr",
+                    learn_all=learn_all, path=path)
+
+
+def solver(train_net_path, test_net_path=None, base_lr=0.001, caffe_root="../", path=None):
+    """The notebook's SGD solver: step policy (gamma 0.1 every 20000 iterations), momentum 0.9, weight decay
+    5e-4, 100000 iterations, display every 1000, snapshot every 10000, GPU mode; testing 100 batches every
+    1000 iterations when a test net is given."""
+    fields = dict(train_net=train_net_path)
+    if test_net_path is not None:
+        fields.update(test_net=[test_net_path], test_interval=1000, test_iter=[100])
+    fields.update(iter_size=1, max_iter=100000, type="SGD", base_lr=base_lr, lr_policy="step", gamma=0.1,
+                  stepsize=20000, momentum=0.9, weight_decay=5e-4, display=1000, snapshot=10000,
+                  snapshot_prefix=caffe_root + "models/finetune_flickr_style/finetune_flickr_style",
+                  solver_mode="GPU")
+    return _finish(_solver(**fields), path)

@@ -1,0 +1,284 @@
+"""Element-wise (neuron) layers: one bottom, one top of the same shape (include/caffe/layers/*.hpp,
+src/caffe/layers/<name>_layer.cpp).
+
+Forward uses native torch ops and never writes into its bottom, so a layer declared in place
+(top == bottom in the prototxt) is safe. Backward is autograd's wherever it equals Caffe's gradient,
+including at the kinks: ReLU/leaky ReLU at 0 take the negative slope (relu_layer.cpp), AbsVal takes
+sign(0) = 0 (absval_layer.cpp), Clip passes the gradient at both bounds (clip_layer.cpp), ELU at 0 is
+alpha (elu_layer.cpp), BNLL's is sigmoid (bnll_layer.cpp). Power's generic case divides y by the
+base as Caffe does (a custom Function); Threshold has no gradient.
+"""
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from protos import caffe_pb2
+from .base import Layer
+from .registry import register
+
+
+class NeuronLayer(Layer):
+    """Caffe's NeuronLayer: exactly one bottom and one top, top shaped as the bottom."""
+    exact_bottoms = 1
+    exact_tops = 1
+    #: Caffe layers that CHECK_NE(top[0], bottom[0]) in LayerSetUp
+    forbid_in_place = False
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        if self.forbid_in_place and lp.top[0] == lp.bottom[0]:
+            raise self.error(f"does not allow in-place computation (top '{lp.top[0]}' is its bottom)")
+        self.top_shapes = [self.bottom_shapes[0]]
+
+
+def _f32(v):
+    """A Python float holding the float32 value Caffe's Dtype arithmetic would use."""
+    return float(np.float32(v))
+
+
+@register("ReLU")
+class ReLU(NeuronLayer):
+    """max(x, 0) + negative_slope * min(x, 0); the gradient at x = 0 is the negative slope."""
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        self.negative_slope = _f32(lp.relu_param.negative_slope)
+
+    def forward(self, x):
+        if self.negative_slope == 0.0:
+            return [torch.relu(x)]
+        return [F.leaky_relu(x, self.negative_slope)]
+
+
+@register("PReLU")
+class PReLU(NeuronLayer):
+    """ReLU with a learned slope per channel (axis 1) or one shared slope (prelu_layer.cpp).
+
+    The slope blob has shape (C,) or, with channel_shared, shape () (a 0-axis Caffe blob); its
+    default filler is constant 0.25."""
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        p = lp.prelu_param
+        shape = self.bottom_shapes[0]
+        if len(shape) < 2:
+            raise self.error(f"needs a bottom with at least 2 axes, got shape {shape}")
+        if len(shape) > 4:
+            raise self.error(f"reads channels with Caffe's legacy accessors: at most 4 axes, got {shape}")
+        self.channel_shared = p.channel_shared
+        filler = p.filler if p.HasField("filler") else caffe_pb2.FillerParameter(type="constant", value=0.25)
+        self.add_blob(() if self.channel_shared else (shape[1],), filler)
+
+    def forward(self, x):
+        w = self.blobs[0]
+        return [F.prelu(x, w.reshape(1) if self.channel_shared else w)]
+
+
+@register("ELU")
+class ELU(NeuronLayer):
+    """x if x > 0 else alpha * (exp(x) - 1) (elu_layer.cpp)."""
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        self.alpha = _f32(lp.elu_param.alpha)
+
+    def forward(self, x):
+        return [F.elu(x, self.alpha)]
+
+
+@register("Sigmoid")
+class Sigmoid(NeuronLayer):
+    def forward(self, x):
+        return [torch.sigmoid(x)]
+
+
+@register("TanH")
+class TanH(NeuronLayer):
+    def forward(self, x):
+        return [torch.tanh(x)]
+
+
+@register("AbsVal")
+class AbsVal(NeuronLayer):
+    """|x|; gradient sign(x), 0 at 0. Caffe forbids in-place (absval_layer.cpp)."""
+    forbid_in_place = True
+
+    def forward(self, x):
+        return [torch.abs(x)]
+
+
+@register("BNLL")
+class BNLL(NeuronLayer):
+    """log(1 + exp(x)) computed stably; gradient exp(x)/(1+exp(x)) (bnll_layer.cpp)."""
+
+    def forward(self, x):
+        return [F.softplus(x)]
+
+
+@register("Swish")
+class Swish(NeuronLayer):
+    """x * sigmoid(beta * x) (swish_layer.cpp, Caffe master)."""
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        self.beta = _f32(lp.swish_param.beta)
+
+    def forward(self, x):
+        if self.beta == 1.0:
+            return [F.silu(x)]
+        return [x * torch.sigmoid(x * self.beta)]
+
+
+@register("Clip")
+class Clip(NeuronLayer):
+    """max(min, min(x, max)); gradient passes where min <= x <= max, bounds included
+    (clip_layer.cpp). With min > max Caffe outputs min everywhere and no gradient."""
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        self.min = _f32(lp.clip_param.min)
+        self.max = _f32(lp.clip_param.max)
+
+    def forward(self, x):
+        if self.min <= self.max:
+            return [torch.clamp(x, self.min, self.max)]
+        return [torch.clamp_min(torch.clamp_max(x, self.max), self.min)]
+
+
+@register("Threshold")
+class Threshold(NeuronLayer):
+    """1 where x > threshold (strictly), else 0; no gradient (Caffe's backward is NOT_IMPLEMENTED)."""
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        self.threshold = _f32(lp.threshold_param.threshold)
+
+    def forward(self, x):
+        return [(x.detach() > self.threshold).to(x.dtype)]
+
+
+class _PowerGeneric(torch.autograd.Function):
+    """y = base^p with Caffe's gradient p * y / base (power_layer.cpp; autograd then multiplies by
+    scale), which is NaN where base = 0 (0/0), as in Caffe."""
+
+    @staticmethod
+    def forward(ctx, base, p):
+        y = torch.pow(base, p)
+        ctx.save_for_backward(base, y)
+        ctx.p = p
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        base, y = ctx.saved_tensors
+        return dy * (y / base * ctx.p), None
+
+
+@register("Power")
+class Power(NeuronLayer):
+    """(shift + scale * x)^power (power_layer.cpp). power*scale == 0 makes a constant top (1 if
+    power == 0, else shift^power) with zero gradient; power 1 and 2 have closed-form gradients."""
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        p = lp.power_param
+        self.power, self.scale, self.shift = _f32(p.power), _f32(p.scale), _f32(p.shift)
+        self.diff_scale = _f32(np.float32(self.power) * np.float32(self.scale))
+        if self.diff_scale == 0.0:
+            self.const = 1.0 if self.power == 0.0 else _f32(np.power(np.float32(self.shift),
+                                                                       np.float32(self.power)))
+
+    def forward(self, x):
+        if self.diff_scale == 0.0:
+            return [torch.full_like(x, self.const)]
+        base = x if self.scale == 1.0 else x * self.scale
+        if self.shift != 0.0:
+            base = base + self.shift
+        if self.power == 1.0:
+            return [base]
+        if self.power == 2.0:
+            return [base * base]
+        return [_PowerGeneric.apply(base, self.power)]
+
+
+def _log_base(layer, base, allow_one):
+    """Caffe's log_base for Exp/Log: 1 for base -1 (e), else ln(base) with base > 0; Log also needs
+    1/ln(base) finite (base != 1)."""
+    if base == -1.0:
+        return 1.0
+    if not base > 0:
+        raise layer.error(f"base must be strictly positive (or -1 for e), got {base}")
+    lb = _f32(math.log(base))
+    if not math.isfinite(lb) or (lb == 0.0 and not allow_one):
+        raise layer.error(f"1/log(base) is not finite for base {base}: use a positive base other than 1")
+    return lb
+
+
+@register("Exp")
+class Exp(NeuronLayer):
+    """base^(shift + scale * x), computed as outer * exp(inner * x) with inner = ln(base)*scale and
+    outer = base^shift (exp_layer.cpp)."""
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        p = lp.exp_param
+        base = _f32(p.base)
+        log_base = _log_base(self, base, allow_one=True)
+        self.inner = _f32(np.float32(log_base) * np.float32(p.scale))
+        if p.shift == 0:
+            self.outer = 1.0
+        else:
+            self.outer = _f32(math.exp(p.shift) if base == -1.0 else math.pow(base, _f32(p.shift)))
+
+    def forward(self, x):
+        y = torch.exp(x if self.inner == 1.0 else x * self.inner)
+        return [y if self.outer == 1.0 else y * self.outer]
+
+
+@register("Log")
+class Log(NeuronLayer):
+    """log_base(shift + scale * x) = ln(shift + scale * x) / ln(base) (log_layer.cpp)."""
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        p = lp.log_param
+        self.base_scale = _f32(1.0 / _log_base(self, _f32(p.base), allow_one=False))
+        self.scale, self.shift = _f32(p.scale), _f32(p.shift)
+
+    def forward(self, x):
+        u = x if self.scale == 1.0 else x * self.scale
+        if self.shift != 0.0:
+            u = u + self.shift
+        y = torch.log(u)
+        return [y if self.base_scale == 1.0 else y * self.base_scale]
+
+
+def is_train(layer):
+    """The layer's own phase if its LayerParameter sets one (Net::Init), else the net's."""
+    if layer.lp.HasField("phase"):
+        return layer.lp.phase == caffe_pb2.TRAIN
+    return layer.phase in ("TRAIN", caffe_pb2.TRAIN)
+
+
+@register("Dropout")
+class Dropout(NeuronLayer):
+    """TRAIN: y = x * mask / (1 - ratio), mask ~ Bernoulli(1 - ratio) drawn from torch's generator
+    (Caffe scales at train time, dropout_layer.cpp); TEST: identity. Which one is decided by the
+    layer's phase, as in Caffe, not by nn.Module.train()/eval()."""
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        self.ratio = _f32(lp.dropout_param.dropout_ratio)
+        if not 0.0 <= self.ratio < 1.0:
+            raise self.error(f"dropout_ratio must be in [0, 1), got {self.ratio}")
+        self.train_phase = is_train(self)
+        self.scale = _f32(np.float32(1) / (np.float32(1) - np.float32(self.ratio)))
+
+    def forward(self, x):
+        if not self.train_phase or self.ratio == 0.0:
+            return [x]
+        with torch.no_grad():  # keep iff u >= ratio (probability 1 - ratio); scaled mask, no grad
+            mask = torch.rand_like(x).ge_(self.ratio).mul_(self.scale)
+        return [x * mask]

@@ -1,0 +1,276 @@
+"""The Net runtime: a Caffe prototxt, for one phase/stage/level, as a ``torch.nn.Module``
+(src/caffe/net.cpp: Net::Init, Forward, ShareTrainedLayersWith).
+
+    net = Net("deploy.prototxt", phase="TEST", weights="model.caffemodel")
+    out = net(data=images)            # dict of output blobs (tops no layer consumes)
+    net.blobs["pool5"], net.params["conv1"][0], net.loss, net.backward()
+
+Build: include/exclude filtering, implicit Split layers and the blob bookkeeping are done on the
+NetParameter (netspec.netbuild); then each layer class from the registry is built from its
+LayerParameter and bottom shapes, in file order, inside an ``nn.ModuleList``. Parameter wiring
+(ParamSpec sharing, lr_mult/decay_mult, requires_grad) is in netspec.netparams.
+
+State dict: keys are ``"<layer name>.<blob index>"`` (as in a .caffemodel), through state-dict hooks,
+so ``net.state_dict()`` / ``net.load_state_dict()`` and ``torch.save(net.state_dict())`` speak Caffe's
+names even when the Net is a submodule. Weight files: ``net.load_weights`` / ``net.save_weights``.
+"""
+import collections
+import contextlib
+
+import torch
+from torch import nn
+
+from protos import caffe_pb2
+from protos.errors import NetError
+from protos.io import read_net
+from . import netbuild, netparams
+from .layers import layer_class
+from .layers.base import Layer
+
+AUTO_TOP = "(automatic)"
+
+
+class _ImplicitSplit(Layer):
+    """The Split layer InsertSplits adds: every top is the bottom (autograd sums the gradients)."""
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        self.top_shapes = [self.bottom_shapes[0]] * len(lp.top)
+
+    def forward(self, x):
+        return [x] * len(self.lp.top)
+
+
+class Net(nn.Module):
+    def __init__(self, source, phase="TEST", weights=None, stages=(), level=0, lenient=False):
+        super().__init__()
+        param = caffe_pb2.NetParameter()
+        param.CopyFrom(read_net(source, lenient=lenient))
+        if len(param.layers):
+            raise NetError(f"net '{param.name}': V1 'layers' entries must be upgraded first (protos.io.read_net)")
+        netbuild.upgrade_input_fields(param)
+        self.state = netbuild.make_state(param, phase, level, stages)
+        self.phase = netbuild.phase_name(self.state.phase)
+        self.name = param.name
+        self.force_backward = param.force_backward
+        filtered = netbuild.filter_net(param, self.state)
+        self.net_param = netbuild.insert_splits(filtered)
+        self._inserted_splits = {l.name for l in self.net_param.layer} - {l.name for l in filtered.layer}
+        self.layers = nn.ModuleList()
+        self._build()
+        netparams.wire_params(self)
+        self._register_state_dict_hooks()
+        self.blobs = collections.OrderedDict()
+        self.loss = None
+        #: when True, forward calls retain_grad() on every blob that requires grad (diffs for inspection)
+        self.retain_blob_grads = False
+        if weights:
+            self.load_weights(weights)
+
+    # -- construction ------------------------------------------------------------------------------
+    def _build(self):
+        shapes = collections.OrderedDict()   # blob name -> shape (creation order)
+        available = set()                    # Caffe's available_blobs (for net outputs)
+        self.layer_names, self.layer_types, self._steps = [], [], []
+        self.inputs, self.blob_loss_weights = [], {}
+        self.saved_params = []               # the LayerParameter as the layer holds it (Net::ToProto)
+        for lp in self.net_param.layer:
+            lp = _copy(lp)
+            if not lp.HasField("phase"):
+                lp.phase = self.state.phase
+            lphase = netbuild.phase_name(lp.phase)
+            if lp.type == "Split" and lp.name in self._inserted_splits:
+                cls = _ImplicitSplit
+            else:
+                cls = layer_class(lp.type, lp.name)
+            if lp.propagate_down and len(lp.propagate_down) != len(lp.bottom):
+                raise NetError(f"layer '{lp.name}' ({lp.type}): propagate_down needs one entry per bottom "
+                               f"({len(lp.bottom)}), got {len(lp.propagate_down)}")
+            build_lp = lp
+            if not lp.top and getattr(cls, "is_loss", False):   # Caffe's AutoTopBlobs for loss layers
+                build_lp = _copy(lp)
+                build_lp.top.append(AUTO_TOP)
+            layer = cls(build_lp, [shapes[b] for b in lp.bottom], lphase)
+            tops = list(build_lp.top)
+            if len(layer.top_shapes) != len(tops):
+                raise NetError(f"layer '{lp.name}' ({lp.type}): computed {len(layer.top_shapes)} top shape(s) "
+                               f"for {len(tops)} top(s)")
+            weights = list(lp.loss_weight)
+            if not weights and getattr(layer, "is_loss", False):
+                weights = [1.0]
+                lp.loss_weight.append(1.0)
+            if weights and len(weights) != len(tops):
+                raise NetError(f"layer '{lp.name}' ({lp.type}): loss_weight must be given once per top "
+                               f"({len(tops)}), got {len(weights)}")
+            for b in lp.bottom:
+                available.discard(b)
+            for j, t in enumerate(tops):
+                in_place = j < len(lp.bottom) and lp.bottom[j] == t
+                if t == AUTO_TOP:
+                    continue
+                if t in shapes and not in_place:
+                    raise NetError(f"layer '{lp.name}' ({lp.type}): top blob '{t}' produced by multiple sources")
+                if in_place and tuple(layer.top_shapes[j]) != tuple(shapes[t]):
+                    raise NetError(f"layer '{lp.name}' ({lp.type}): in-place top '{t}' has shape "
+                                   f"{tuple(layer.top_shapes[j])}, bottom has {tuple(shapes[t])}")
+                shapes[t] = tuple(layer.top_shapes[j])
+                available.add(t)
+            loss = [(j, float(w)) for j, w in enumerate(weights) if w != 0]
+            for j, w in loss:
+                if tops[j] != AUTO_TOP:
+                    self.blob_loss_weights[tops[j]] = w
+            if getattr(layer, "feeds_inputs", False):
+                self.inputs.extend(tops)
+            detach = [i for i, p in enumerate(lp.propagate_down) if not p]
+            self.layers.append(layer)
+            self.layer_names.append(lp.name)
+            self.layer_types.append(lp.type)
+            self.saved_params.append(lp)
+            self._steps.append(_Step(layer, list(lp.bottom), tops, loss, detach))
+        self.blob_shapes = shapes
+        self.blob_names = list(shapes)
+        self.outputs = sorted(available)     # std::set order, as Caffe's net outputs
+        self._mark_grad_free_layers()
+        self._index = {n: i for i, n in reversed(list(enumerate(self.layer_names)))}
+
+    def _mark_grad_free_layers(self):
+        """Caffe's backward analysis (Net::Init): a layer none of whose tops reaches a loss does no
+        backward. When the net has a loss, such layers (Accuracy, extra outputs) run without autograd.
+        A net without loss keeps autograd everywhere, so it can be used as an ordinary module."""
+        has_loss = any(s.loss for s in self._steps)
+        under_loss = set()
+        for s in reversed(self._steps):
+            contributes = bool(s.loss) or any(t in under_loss for t in s.tops)
+            s.grad_free = has_loss and not contributes and not self.force_backward
+            if contributes:
+                under_loss.update(b for i, b in enumerate(s.bottoms) if i not in s.detach)
+
+    # -- running -----------------------------------------------------------------------------------
+    def forward(self, start=None, end=None, **inputs):
+        """Run layers start..end (layer names, inclusive; default all). Keyword arguments feed the
+        Input tops (and may override any other blob, e.g. a data layer's tops). Returns the net
+        outputs, or the tops of ``end`` when given."""
+        i0 = self._layer_index(start) if start is not None else 0
+        i1 = self._layer_index(end) if end is not None else len(self._steps) - 1
+        blobs = self.blobs if i0 > 0 else collections.OrderedDict()
+        fed = {k: _as_tensor(v) for k, v in inputs.items()}
+        unknown = [k for k in fed if k not in self.blob_shapes]
+        if unknown:
+            raise NetError(f"net '{self.name}': no blob named {', '.join(map(repr, unknown))}; "
+                           f"inputs are {', '.join(self.inputs) or 'none'}")
+        total = None
+        for s in self._steps[i0:i1 + 1]:
+            if s.tops and all(t in fed for t in s.tops if t != AUTO_TOP) and not s.layer.lp.bottom:
+                tops = [fed[t] for t in s.tops]
+                if self.force_backward and getattr(s.layer, "feeds_inputs", False):
+                    tops = [t if t.requires_grad else t.detach().requires_grad_(True) for t in tops]
+            elif getattr(s.layer, "feeds_inputs", False):
+                missing = [t for t in s.tops if t not in fed and t not in blobs]
+                if missing:
+                    raise NetError(f"net '{self.name}': input blob '{missing[0]}' (layer '{s.layer.name}') "
+                                   f"was not given; inputs are {', '.join(self.inputs)}")
+                tops = s.layer(*[fed[t] if t in fed else blobs[t] for t in s.tops])
+            else:
+                bottoms = [blobs[b] for b in s.bottoms]
+                for i in s.detach:
+                    bottoms[i] = bottoms[i].detach()
+                with torch.no_grad() if s.grad_free else contextlib.nullcontext():
+                    tops = s.layer() if s.layer.is_data and not s.bottoms else s.layer(*bottoms)
+            for j, t in enumerate(s.tops):
+                if t != AUTO_TOP:
+                    blobs[t] = tops[j]
+                    if self.retain_blob_grads and tops[j].requires_grad and not tops[j].is_leaf:
+                        tops[j].retain_grad()
+            for j, w in s.loss:
+                term = tops[j].sum() * w if w != 1 else tops[j].sum()
+                total = term if total is None else total + term
+            for k, v in fed.items():   # a fed blob that no layer of this range produces (partial forward)
+                if k not in blobs:
+                    blobs[k] = v
+        self.blobs = blobs
+        self.loss = total
+        names = self._steps[i1].tops if end is not None else self.outputs
+        return collections.OrderedDict((n, blobs[n]) for n in names if n != AUTO_TOP)
+
+    def backward(self):
+        """Back-propagate the last forward's loss (pycaffe's net.backward(), gradients in .grad)."""
+        if self.loss is None:
+            raise NetError(f"net '{self.name}': no loss to back-propagate (no top has a loss_weight)")
+        if not self.loss.requires_grad:
+            raise NetError(f"net '{self.name}': the loss does not depend on any learnable blob")
+        self.loss.backward()
+
+    def reshape(self, **shapes):
+        """Propagate new input shapes through the net (pycaffe's net.reshape()): runs a forward on zeros
+        without autograd; afterwards ``net.blobs`` holds tensors of the new shapes."""
+        feed = {}
+        for name in self.inputs:
+            shape = shapes.get(name)
+            if shape is None:
+                shape = tuple(self.blobs[name].shape) if name in self.blobs else self.blob_shapes[name]
+            feed[name] = torch.zeros(tuple(shape))
+        with torch.no_grad():
+            self.forward(**feed)
+        for name, t in self.blobs.items():
+            self.blob_shapes[name] = tuple(t.shape)
+
+    def _layer_index(self, name):
+        if name not in self._index:
+            raise NetError(f"net '{self.name}': no layer named '{name}'")
+        return self._index[name]
+
+    # -- introspection -----------------------------------------------------------------------------
+    def layer(self, name):
+        return self.layers[self._layer_index(name)]
+
+    @property
+    def params(self):
+        """OrderedDict layer name -> list of its parameter blobs (Caffe's order), for layers with blobs."""
+        return collections.OrderedDict((n, list(l.blobs)) for n, l in zip(self.layer_names, self.layers)
+                                       if len(l.blobs))
+
+    def learnable_params(self):
+        return netparams.learnable_params(self)
+
+    def share_with(self, other):
+        netparams.share_with(self, other)
+
+    def caffe_state_dict(self):
+        """OrderedDict "<layer>.<i>" -> parameter tensor (sharers included, as in a .caffemodel)."""
+        return collections.OrderedDict((f"{n}.{i}", p.detach()) for n, l in zip(self.layer_names, self.layers)
+                                       for i, p in enumerate(l.blobs))
+
+    def _register_state_dict_hooks(self):
+        netparams.register_state_dict_hooks(self)
+
+    # -- weights -----------------------------------------------------------------------------------
+    def load_weights(self, path):
+        from .weights import load_weights
+        load_weights(self, path)
+
+    def save_weights(self, path):
+        from .weights import save_weights
+        save_weights(self, path)
+
+    def extra_repr(self):
+        return f"name={self.name!r}, phase={self.phase}, inputs={self.inputs}, outputs={self.outputs}"
+
+
+class _Step:
+    __slots__ = ("layer", "bottoms", "tops", "loss", "detach", "grad_free")
+
+    def __init__(self, layer, bottoms, tops, loss, detach):
+        self.layer, self.bottoms, self.tops, self.loss, self.detach = layer, bottoms, tops, loss, detach
+        self.grad_free = False
+
+
+def _copy(lp):
+    out = caffe_pb2.LayerParameter()
+    out.CopyFrom(lp)
+    return out
+
+
+def _as_tensor(v):
+    if torch.is_tensor(v):
+        return v
+    return torch.as_tensor(v, dtype=torch.float32)

@@ -1,0 +1,235 @@
+"""Protobuf messages from Python keywords and back to prototxt text: the solver builder, and the printer
+and atomic writer shared by nets (netspec.spec) and solvers.
+
+    s = SolverSpec(train_net='train.prototxt', test_net=['test.prototxt'], test_iter=100, test_interval=500,
+                   base_lr=0.01, lr_policy='step', gamma=0.1, stepsize=1000, solver_mode='CPU')
+    s.max_iter = 2000
+    s.write('solver.prototxt')
+
+Keyword values follow pycaffe's assign_proto (python/caffe/net_spec.py) with checked errors: dict ->
+sub-message, list/tuple -> repeated field, a scalar for a repeated field -> one element; enums take ints
+(`P.Solver.GPU`) or names ('GPU'); sub-messages also take a message (or, for *net_param, a NetSpec).
+
+Printing: `to_prototxt(msg)` is pycaffe's `str(msg)` except that floats are the shortest decimal that reads
+back to the same float32 (`0.01`, where protobuf 3 printed `0.009999999776482582`). Plain `str(msg)` under
+protobuf >= 4 (upb) prints 6-or-9 significant digits and raw UTF-8, and text_format.MessageToString starts
+at 6 digits (`3.00018e-42` for 3e-42), so the printer is ours: text_format's layout, our float spelling.
+"""
+import math
+import os
+import struct
+import tempfile
+
+from google.protobuf import text_encoding
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from protos import caffe_pb2
+from protos.errors import NetError, RecaffeError, SolverError
+
+__all__ = ["SolverSpec", "solver", "assign_fields", "to_prototxt", "shortest_float32", "write"]
+
+# ---------------------------------------------------------------- messages from keywords
+
+_KIND = {FieldDescriptor.CPPTYPE_INT32: "an integer (int32)", FieldDescriptor.CPPTYPE_INT64: "an integer (int64)",
+         FieldDescriptor.CPPTYPE_UINT32: "an integer (uint32)", FieldDescriptor.CPPTYPE_UINT64: "an integer (uint64)",
+         FieldDescriptor.CPPTYPE_FLOAT: "a number (float)", FieldDescriptor.CPPTYPE_DOUBLE: "a number (double)",
+         FieldDescriptor.CPPTYPE_BOOL: "a bool", FieldDescriptor.CPPTYPE_STRING: "a string"}
+
+
+# ---------------------------------------------------------------- filling messages from Python values
+
+def _field_list(desc):
+    return ", ".join(sorted(f.name for f in desc.fields))
+
+
+def _enum_value(fd, value, where, error):
+    """An enum given as int (P.Pooling.MAX) or as a value name ('MAX'), checked against the enum."""
+    et = fd.enum_type
+    valid = ", ".join(f"{v.name}={v.number}" for v in et.values)
+    if isinstance(value, str):
+        v = et.values_by_name.get(value)
+        if v is None:
+            raise error(f"{where}: '{value}' is not a {et.full_name.split('.', 1)[-1]} name; valid: {valid}")
+        return v.number
+    try:
+        number = int(value) if isinstance(value, bool) else value.__index__()
+    except (AttributeError, TypeError):
+        raise error(f"{where}: expected a {et.name} value, got {value!r}; valid: {valid}") from None
+    if number not in et.values_by_number:
+        raise error(f"{where}: {number} is not a {et.full_name.split('.', 1)[-1]} value; valid: {valid}")
+    return number
+
+
+def _scalar(fd, value, where, error):
+    if fd.enum_type is not None:
+        return _enum_value(fd, value, where, error)
+    if isinstance(value, (dict, list, tuple, Message)):
+        raise error(f"{where}: expected {_KIND.get(fd.cpp_type, 'a scalar')}, got {type(value).__name__}")
+    return value
+
+
+def _checked(action, fd, value, where, error):
+    try:
+        action()
+    except (TypeError, ValueError) as e:
+        raise error(f"{where}: expected {_KIND.get(fd.cpp_type, 'a scalar')}, got {value!r} "
+                    f"({type(value).__name__}): {e}") from None
+
+
+def _fill_message(msg, value, where, error):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            assign_fields(msg, k, v, f"{where}.{k}", error)
+    elif isinstance(value, Message) and value.DESCRIPTOR is msg.DESCRIPTOR:
+        msg.MergeFrom(value)
+    elif not isinstance(value, Message) and hasattr(value, "to_proto") and msg.DESCRIPTOR.name == "NetParameter":
+        msg.MergeFrom(value.to_proto())          # a NetSpec for net_param / train_net_param...
+    else:
+        raise error(f"{where}: expected a dict for message {msg.DESCRIPTOR.name}, got {type(value).__name__}")
+
+
+def assign_fields(msg, name, value, where=None, error=NetError):
+    """Set field `name` of protobuf message `msg` from a Python value (pycaffe's assign_proto rules, with
+    checked errors): dict -> sub-message, list/tuple -> repeated field, scalar for a repeated field ->
+    one element, enums by number or name. `where` names the spot for error messages."""
+    where = where or name
+    fd = msg.DESCRIPTOR.fields_by_name.get(name) if isinstance(name, str) else None
+    if fd is None:
+        raise error(f"{where}: {msg.DESCRIPTOR.name} has no field '{name}'; valid: {_field_list(msg.DESCRIPTOR)}")
+    if fd.is_repeated:
+        items = list(value) if isinstance(value, (list, tuple)) else [value]
+        container = getattr(msg, name)
+        for i, item in enumerate(items):
+            spot = f"{where}[{i}]" if len(items) > 1 else where
+            if fd.message_type is not None:
+                _fill_message(container.add(), item, spot, error)
+            else:
+                item = _scalar(fd, item, spot, error)
+                _checked(lambda: container.append(item), fd, item, spot, error)
+    elif fd.message_type is not None:
+        # An empty dict leaves the sub-message unset, as pycaffe's recursion does.
+        _fill_message(getattr(msg, name), value, where, error)
+    else:
+        value = _scalar(fd, value, where, error)
+        _checked(lambda: setattr(msg, name, value), fd, value, where, error)
+
+
+# ---------------------------------------------------------------- printing and writing
+
+def shortest_float32(value):
+    """The shortest decimal that reads back to the same float32, spelt as Python prints floats
+    ('0.01', '104.0', '1e-05', '3e-42', 'inf'). protobuf's own ToShortestFloat starts at 6 digits, which
+    is not the shortest for subnormals."""
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    for digits in range(1, 10):
+        rounded = float(f"{value:.{digits}g}")
+        if struct.unpack("<f", struct.pack("<f", rounded))[0] == value:
+            return str(rounded)
+    return str(value)
+
+
+def _print_message(msg, indent, out):
+    pad = " " * indent
+    for fd, value in msg.ListFields():        # field-number order, as text_format and pycaffe
+        for v in (value if fd.is_repeated else (value,)):
+            if fd.message_type is not None:
+                out.append(f"{pad}{fd.name} {{\n")
+                _print_message(v, indent + 2, out)
+                out.append(f"{pad}}}\n")
+                continue
+            if fd.enum_type is not None:
+                ev = fd.enum_type.values_by_number.get(v)
+                text = ev.name if ev is not None else str(v)
+            elif fd.cpp_type == FieldDescriptor.CPPTYPE_STRING:
+                text = '"' + text_encoding.CEscape(v, as_utf8=False) + '"'
+            elif fd.cpp_type == FieldDescriptor.CPPTYPE_BOOL:
+                text = "true" if v else "false"
+            elif fd.cpp_type == FieldDescriptor.CPPTYPE_FLOAT:
+                text = shortest_float32(v)
+            else:
+                text = str(v)
+            out.append(f"{pad}{fd.name}: {text}\n")
+
+
+def to_prototxt(msg):
+    """Prototxt text of any message (or NetSpec, Top, SolverSpec): pycaffe's str(msg) -- text_format
+    layout, octal escapes for non-ASCII -- except floats, printed by shortest_float32."""
+    if not isinstance(msg, Message) and hasattr(msg, "to_proto"):
+        msg = msg.to_proto()        # NetSpec, Top, SolverSpec
+    if not isinstance(msg, Message):
+        raise RecaffeError(f"to_prototxt: expected a protobuf message, NetSpec or SolverSpec, got {type(msg).__name__}")
+    out = []
+    _print_message(msg, 0, out)
+    return "".join(out)
+
+
+def write(msg, path):
+    """Write prototxt for a message / NetSpec / SolverSpec to `path` atomically (temp file, os.replace)."""
+    text = to_prototxt(msg)
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        # mkstemp makes the file 0600; give it the old file's mode, or the usual 0644.
+        os.chmod(tmp, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------- the solver builder
+
+_SOLVER = caffe_pb2.SolverParameter.DESCRIPTOR
+
+
+def _value(value):
+    if isinstance(value, (list, tuple)):
+        return [_value(v) for v in value]
+    return value.to_proto() if not isinstance(value, Message) and hasattr(value, "to_proto") else value
+
+
+class SolverSpec:
+    """A SolverParameter under construction; attribute assignment sets (and checks) a field, replacing
+    what was there (also for repeated fields)."""
+
+    def __init__(self, **fields):
+        object.__setattr__(self, "_msg", caffe_pb2.SolverParameter())
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def __setattr__(self, name, value):
+        if name not in _SOLVER.fields_by_name:
+            valid = ", ".join(sorted(_SOLVER.fields_by_name))
+            raise SolverError(f"solver field '{name}' does not exist; SolverParameter fields: {valid}")
+        self._msg.ClearField(name)
+        assign_fields(self._msg, name, _value(value), f"solver.{name}", SolverError)
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name not in _SOLVER.fields_by_name:
+            raise AttributeError(f"SolverSpec has no field '{name}'")
+        return getattr(self._msg, name)
+
+    def to_proto(self):
+        """A copy of the SolverParameter built so far."""
+        out = caffe_pb2.SolverParameter()
+        out.CopyFrom(self._msg)
+        return out
+
+    def __str__(self):
+        return to_prototxt(self._msg)
+
+    def write(self, path):
+        """Write solver prototxt to `path` atomically; returns the path."""
+        return write(self._msg, path)
+
+
+def solver(**fields):
+    """A SolverParameter from keyword fields (see SolverSpec)."""
+    return SolverSpec(**fields).to_proto()

@@ -1,0 +1,167 @@
+"""Weights: .caffemodel (binary NetParameter) and .pth files <-> a Net's parameter blobs.
+
+Reading (Net::CopyTrainedLayersFrom, src/caffe/net.cpp; Blob::ShapeEquals, src/caffe/blob.cpp): each
+layer of the file is matched by name to the first net layer of that name (file layers absent from the
+net are ignored; net layers absent from the file keep their fillers); blob counts must agree; each blob
+must have the net's shape, where a legacy num/channels/height/width blob is compared right-aligned
+against the net shape padded with leading 1s (so (1,1,N,K) fits an (N,K) weight). Diffs in the file are
+ignored. V1 (``layers``) and V0 (``layers { layer {...} }``) files are read the same way: only layer
+names and blobs matter.
+
+Speed: the file is read once into a bytearray and its wire format walked here (netspec.wire); the packed
+float ``data`` of each blob is viewed with ``np.frombuffer`` and copied straight into the parameter, so
+peak memory is about file size + the net's parameters.
+
+Writing follows Net::ToProto: the net name, then every layer's LayerParameter as the net holds it (phase
+set, default loss_weight) with its blobs (``shape`` + packed ``data``), fields in field-number order as
+Caffe's serializer emits them. ``.pth``: ``{"<layer>.<i>": tensor}`` saved with ``torch.save`` and read
+back with ``torch.load(weights_only=True)``. Writes are atomic (temporary file + rename).
+"""
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+from protos.errors import WeightsError
+from . import wire
+
+
+def _format(path):
+    p = str(path).lower()
+    if p.endswith((".pth", ".pt")):
+        return "pth"
+    if p.endswith((".h5", ".hdf5")):
+        return "h5"
+    return "caffemodel"
+
+
+def load_weights(net, path):
+    """Copy weights from ``path`` (.caffemodel, .pth/.pt, .caffemodel.h5) into ``net``; returns the names
+    of the file's layers that the net does not have (ignored, as Caffe logs them)."""
+    fmt = _format(path)
+    if fmt == "pth":
+        return _load_pth(net, path)
+    if fmt == "h5":
+        return _load_h5(net, path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            buf = bytearray(size)
+            f.readinto(buf)
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read weights: {e.strerror}") from None
+    try:
+        layers = wire.read_caffemodel_layers(buf)
+    except wire.WireError as e:
+        raise WeightsError(f"{path}: not a valid .caffemodel (binary NetParameter): {e}") from None
+    ignored = []
+    with torch.no_grad():
+        for name, blobs in layers:
+            if name not in net._index:
+                ignored.append(name)
+                continue
+            target = net.layers[net._index[name]].blobs
+            if len(blobs) != len(target):
+                raise WeightsError(f"{path}: incompatible number of blobs for layer '{name}': file has "
+                                   f"{len(blobs)}, net has {len(target)}")
+            for i, (blob, p) in enumerate(zip(blobs, target)):
+                _check_shape(path, name, i, blob, tuple(p.shape))
+                arr = blob.array()
+                p.copy_(torch.from_numpy(arr).view(p.shape))
+    del buf
+    return ignored
+
+
+def _check_shape(path, name, i, blob, shape):
+    """Blob::ShapeEquals, plus the element count of the data field."""
+    if blob.legacy is not None:
+        ok = len(shape) <= 4 and (1,) * (4 - len(shape)) + shape == blob.legacy
+        src = blob.legacy
+    else:
+        ok = tuple(blob.shape) == shape
+        src = tuple(blob.shape)
+    if not ok:
+        raise WeightsError(f"{path}: cannot copy param {i} weights from layer '{name}': shape mismatch; "
+                           f"file blob shape {src}{' (legacy num/channels/height/width)' if blob.legacy else ''}, "
+                           f"net blob shape {shape}. To learn this layer's parameters from scratch rather "
+                           f"than copying from a saved net, rename the layer")
+    n = int(np.prod(src, dtype=np.int64))
+    if blob.count != n:
+        raise WeightsError(f"{path}: layer '{name}' blob {i}: {blob.count} data values for shape {src} "
+                           f"({n} expected)")
+
+
+def _load_pth(net, path):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as e:
+        raise WeightsError(f"{path}: cannot read .pth weights: {e}") from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: expected a dict '<layer>.<blob index>' -> tensor, got {type(state).__name__}")
+    ignored = []
+    with torch.no_grad():
+        for key, value in state.items():
+            name, _, idx = str(key).rpartition(".")
+            if name not in net._index or not idx.isdigit():
+                ignored.append(key)
+                continue
+            blobs = net.layers[net._index[name]].blobs
+            i = int(idx)
+            if i >= len(blobs):
+                raise WeightsError(f"{path}: layer '{name}' has {len(blobs)} blob(s), file has blob {i}")
+            if tuple(value.shape) != tuple(blobs[i].shape):
+                raise WeightsError(f"{path}: cannot copy param {i} weights from layer '{name}': shape "
+                                   f"mismatch; file blob shape {tuple(value.shape)}, net blob shape "
+                                   f"{tuple(blobs[i].shape)}")
+            blobs[i].copy_(value)
+    return ignored
+
+
+def _load_h5(net, path):
+    """HDF5 weights (Net::CopyTrainedLayersFromHDF5): /data/<layer>/<i>, exact shapes."""
+    import h5py
+    ignored = []
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read HDF5 weights: {e}") from None
+    with f, torch.no_grad():
+        if "data" not in f:
+            raise WeightsError(f"{path}: no /data group (not a Caffe HDF5 model)")
+        for name in f["data"]:
+            if name not in net._index:
+                ignored.append(name)
+                continue
+            blobs = net.layers[max(i for i, n in enumerate(net.layer_names) if n == name)].blobs
+            group = f["data"][name]
+            for i, p in enumerate(blobs):
+                if str(i) not in group:
+                    continue
+                arr = np.asarray(group[str(i)], dtype=np.float32)
+                if arr.shape != tuple(p.shape):
+                    raise WeightsError(f"{path}: layer '{name}' blob {i}: file shape {arr.shape}, "
+                                       f"net shape {tuple(p.shape)}")
+                p.copy_(torch.from_numpy(arr))
+    return ignored
+
+
+def save_weights(net, path):
+    """Write the net's blobs to ``path``: .pth/.pt as a torch dict, anything else as a .caffemodel."""
+    fmt = _format(path)
+    if fmt == "h5":
+        raise WeightsError(f"{path}: writing HDF5 weights is not supported; use .caffemodel or .pth")
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if fmt == "pth":
+                torch.save(dict(net.caffe_state_dict()), f)
+            else:
+                wire.write_caffemodel(f, net.name, net.saved_params,
+                                      [[p.detach() for p in l.blobs] for l in net.layers])
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

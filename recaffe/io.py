@@ -1,0 +1,203 @@
+"""pycaffe's ``caffe.io``: image loading and resizing, the input Transformer, oversampling, and the
+BlobProto / Datum <-> numpy helpers (python/caffe/io.py). Images are handled without scikit-image:
+PIL decodes, torch resizes (bilinear with half-pixel centres, as skimage's order-1 resize)."""
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from protos import caffe_pb2
+
+
+# -- protos <-> arrays -----------------------------------------------------------------------------
+def blobproto_to_array(blob, return_diff=False):
+    """A BlobProto's data (or diff) as an array; legacy 4-D num/channels/height/width when present."""
+    values = np.asarray(blob.diff if return_diff else blob.data, dtype=np.float32)
+    if blob.HasField("num") or blob.HasField("channels") or blob.HasField("height") or blob.HasField("width"):
+        return values.reshape(blob.num, blob.channels, blob.height, blob.width)
+    return values.reshape(tuple(blob.shape.dim))
+
+
+def array_to_blobproto(arr, diff=None):
+    """A BlobProto with ``shape`` set from the array (and its diff, when given)."""
+    blob = caffe_pb2.BlobProto()
+    arr = np.asarray(arr)
+    blob.shape.dim.extend(arr.shape)
+    blob.data.extend(arr.astype(np.float32, copy=False).ravel().tolist())
+    if diff is not None:
+        blob.diff.extend(np.asarray(diff, dtype=np.float32).ravel().tolist())
+    return blob
+
+
+def arraylist_to_blobprotovector_str(arraylist):
+    vec = caffe_pb2.BlobProtoVector()
+    vec.blobs.extend([array_to_blobproto(a) for a in arraylist])
+    return vec.SerializeToString()
+
+
+def blobprotovector_str_to_arraylist(data):
+    vec = caffe_pb2.BlobProtoVector()
+    vec.ParseFromString(data)
+    return [blobproto_to_array(b) for b in vec.blobs]
+
+
+def array_to_datum(arr, label=None):
+    """A Datum from a C x H x W array: uint8 arrays go to ``data``, others to ``float_data``."""
+    arr = np.asarray(arr)
+    if arr.ndim != 3:
+        raise ValueError(f"array_to_datum needs a 3-axis C x H x W array, got shape {arr.shape}")
+    datum = caffe_pb2.Datum(channels=arr.shape[0], height=arr.shape[1], width=arr.shape[2])
+    if arr.dtype == np.uint8:
+        datum.data = arr.tobytes()
+    else:
+        datum.float_data.extend(arr.astype(float).ravel().tolist())
+    if label is not None:
+        datum.label = int(label)
+    return datum
+
+
+def datum_to_array(datum):
+    """The Datum's pixels as C x H x W (uint8 for ``data``, float for ``float_data``); no label."""
+    shape = (datum.channels, datum.height, datum.width)
+    if len(datum.data):
+        return np.frombuffer(datum.data, dtype=np.uint8).reshape(shape)
+    return np.asarray(datum.float_data, dtype=float).reshape(shape)
+
+
+# -- images ----------------------------------------------------------------------------------------
+def load_image(filename, color=True):
+    """H x W x 3 RGB (or H x W x 1 gray when ``color`` is False) float32 image in [0, 1]."""
+    with Image.open(filename) as im:
+        if color:
+            im = im.convert("RGB")
+        elif im.mode not in ("L", "I", "F"):
+            im = im.convert("L")
+        arr = np.asarray(im)
+    img = arr.astype(np.float32)
+    if arr.dtype == np.uint8:
+        img /= 255.0
+    elif arr.dtype == np.uint16:
+        img /= 65535.0
+    if img.ndim == 2:
+        img = img[:, :, None]
+    return img
+
+
+def resize_image(im, new_dims, interp_order=1):
+    """Resize an H x W x K array to ``new_dims`` = (height, width): linear (order 1) or nearest (0)."""
+    im = np.asarray(im, dtype=np.float32)
+    h, w = int(new_dims[0]), int(new_dims[1])
+    if im.shape[0] == h and im.shape[1] == w:
+        return im.copy()
+    lo, hi = float(im.min()), float(im.max())
+    if hi == lo:
+        return np.full((h, w, im.shape[-1]), lo, dtype=np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))[None]
+    mode = "nearest" if interp_order == 0 else "bilinear"
+    kwargs = {} if mode == "nearest" else {"align_corners": False}
+    out = F.interpolate(t, size=(h, w), mode=mode, **kwargs)[0]
+    return out.numpy().transpose(1, 2, 0).astype(np.float32)
+
+
+def oversample(images, crop_dims):
+    """The 4 corner crops, the centre crop and their mirrors: (10 N) x h x w x K."""
+    ch, cw = int(crop_dims[0]), int(crop_dims[1])
+    H, W, K = images[0].shape
+    cy, cx = H / 2.0, W / 2.0
+    boxes = [(0, 0), (0, W - cw), (H - ch, 0), (H - ch, W - cw), (int(cy - ch / 2.0), int(cx - cw / 2.0))]
+    out = np.empty((10 * len(images), ch, cw, K), dtype=np.float32)
+    i = 0
+    for im in images:
+        for (y, x) in boxes:
+            out[i] = im[y:y + ch, x:x + cw, :]
+            i += 1
+        out[i:i + 5] = out[i - 5:i, :, ::-1, :]
+        i += 5
+    return out
+
+
+class Transformer:
+    """Prepares H x W x K images for a net input: resize, transpose, channel swap, raw scale, mean,
+    input scale, in pycaffe's order; ``deprocess`` undoes it."""
+
+    def __init__(self, inputs):
+        self.inputs = {k: tuple(v) for k, v in inputs.items()}
+        self.transpose, self.channel_swap, self.raw_scale = {}, {}, {}
+        self.mean, self.input_scale = {}, {}
+
+    def _check(self, in_):
+        if in_ not in self.inputs:
+            raise KeyError(f"{in_} is not one of the net inputs: {sorted(self.inputs)}")
+
+    def preprocess(self, in_, data):
+        self._check(in_)
+        x = np.asarray(data, dtype=np.float32)
+        dims = self.inputs[in_][2:]
+        if x.shape[:2] != tuple(dims):
+            x = resize_image(x, dims)
+        if in_ in self.transpose:
+            x = x.transpose(self.transpose[in_])
+        if in_ in self.channel_swap:
+            x = x[list(self.channel_swap[in_]), :, :]
+        x = np.array(x, dtype=np.float32)
+        if in_ in self.raw_scale:
+            x *= self.raw_scale[in_]
+        if in_ in self.mean:
+            x -= self.mean[in_]
+        if in_ in self.input_scale:
+            x *= self.input_scale[in_]
+        return x
+
+    def deprocess(self, in_, data):
+        self._check(in_)
+        x = np.array(data, dtype=np.float32).squeeze()
+        if in_ in self.input_scale:
+            x /= self.input_scale[in_]
+        if in_ in self.mean:
+            x += self.mean[in_]
+        if in_ in self.raw_scale:
+            x /= self.raw_scale[in_]
+        if in_ in self.channel_swap:
+            x = x[np.argsort(self.channel_swap[in_]), :, :]
+        if in_ in self.transpose:
+            x = x.transpose(np.argsort(self.transpose[in_]))
+        return x
+
+    def set_transpose(self, in_, order):
+        self._check(in_)
+        if len(order) != len(self.inputs[in_]) - 1:
+            raise ValueError("transpose order needs as many dimensions as the input minus the batch axis")
+        self.transpose[in_] = tuple(order)
+
+    def set_channel_swap(self, in_, order):
+        self._check(in_)
+        if len(order) != self.inputs[in_][1]:
+            raise ValueError("channel swap needs as many entries as the input has channels")
+        self.channel_swap[in_] = tuple(order)
+
+    def set_raw_scale(self, in_, scale):
+        self._check(in_)
+        self.raw_scale[in_] = scale
+
+    def set_mean(self, in_, mean):
+        """Per-channel (1-D) or element-wise (C x H x W) mean; an element-wise mean of another size is
+        resized to the input's."""
+        self._check(in_)
+        mean = np.asarray(mean, dtype=np.float32)
+        if mean.ndim == 1:
+            if mean.shape[0] != self.inputs[in_][1]:
+                raise ValueError("mean channels incompatible with input")
+            mean = mean[:, None, None]
+        else:
+            if mean.ndim == 2:
+                mean = mean[None]
+            if mean.ndim != 3:
+                raise ValueError("mean shape invalid")
+            want = tuple(self.inputs[in_][1:])
+            if mean.shape != want:
+                mean = resize_image(mean.transpose(1, 2, 0), want[1:]).transpose(2, 0, 1)
+        self.mean[in_] = mean
+
+    def set_input_scale(self, in_, scale):
+        self._check(in_)
+        self.input_scale[in_] = scale
