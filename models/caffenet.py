@@ -10,9 +10,11 @@ in two groups), max pooling and LRN after the first two, two 4096-wide fully con
 when training, and a classifier that is always learned. With learn_all=False every layer before the
 classifier is frozen (lr_mult 0 on both blobs), which is how the notebook fine-tunes only the classifier.
 """
+import os
+
 from netspec.spec import NetSpec, layers as L, params as P, solver as _solver, write
 
-__all__ = ["caffenet", "style_net", "imagenet_deploy", "solver", "LEARNED", "FROZEN"]
+__all__ = ["caffenet", "style_net", "imagenet_deploy", "solver", "write_style_files", "LEARNED", "FROZEN"]
 
 LEARNED = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]   # weights, biases
 FROZEN = [dict(lr_mult=0), dict(lr_mult=0)]
@@ -94,3 +96,15 @@ def solver(train_net_path, test_net_path=None, base_lr=0.001, caffe_root="../", 
                   snapshot_prefix=caffe_root + "models/finetune_flickr_style/finetune_flickr_style",
                   solver_mode="GPU")
     return _finish(_solver(**fields), path)
+
+
+def write_style_files(folder, learn_all=False, caffe_root="../", base_lr=0.001):
+    """Write the notebook's style-recognition files into `folder`: train.prototxt, test.prototxt (style_net),
+    deploy.prototxt (imagenet_deploy) and solver.prototxt (solver over the first two). Returns their paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = {k: os.path.join(folder, f"{k}.prototxt") for k in ("train", "test", "deploy", "solver")}
+    style_net(train=True, learn_all=learn_all, caffe_root=caffe_root, path=paths["train"])
+    style_net(train=False, learn_all=learn_all, caffe_root=caffe_root, path=paths["test"])
+    imagenet_deploy(learn_all=learn_all, path=paths["deploy"])
+    solver(paths["train"], paths["test"], base_lr=base_lr, caffe_root=caffe_root, path=paths["solver"])
+    return paths

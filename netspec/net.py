@@ -62,6 +62,9 @@ class Net(nn.Module):
         self._register_state_dict_hooks()
         self.blobs = collections.OrderedDict()
         self.loss = None
+        #: the tensors fed to the Input tops in the last forward (with force_backward: leaves that
+        #: require grad, so ``net.input_blobs[name].grad`` is Caffe's input diff after backward)
+        self.input_blobs = {}
         #: when True, forward calls retain_grad() on every blob that requires grad (diffs for inspection)
         self.retain_blob_grads = False
         if weights:
@@ -159,11 +162,14 @@ class Net(nn.Module):
             raise NetError(f"net '{self.name}': no blob named {', '.join(map(repr, unknown))}; "
                            f"inputs are {', '.join(self.inputs) or 'none'}")
         total = None
+        blobs.update((k, v) for k, v in fed.items() if k not in self.inputs)
         for s in self._steps[i0:i1 + 1]:
             if s.tops and all(t in fed for t in s.tops if t != AUTO_TOP) and not s.layer.lp.bottom:
                 tops = [fed[t] for t in s.tops]
                 if self.force_backward and getattr(s.layer, "feeds_inputs", False):
                     tops = [t if t.requires_grad else t.detach().requires_grad_(True) for t in tops]
+                if getattr(s.layer, "feeds_inputs", False):
+                    self.input_blobs.update(zip(s.tops, tops))
             elif getattr(s.layer, "feeds_inputs", False):
                 missing = [t for t in s.tops if t not in fed and t not in blobs]
                 if missing:
@@ -184,9 +190,6 @@ class Net(nn.Module):
             for j, w in s.loss:
                 term = tops[j].sum() * w if w != 1 else tops[j].sum()
                 total = term if total is None else total + term
-            for k, v in fed.items():   # a fed blob that no layer of this range produces (partial forward)
-                if k not in blobs:
-                    blobs[k] = v
         self.blobs = blobs
         self.loss = total
         names = self._steps[i1].tops if end is not None else self.outputs
@@ -196,9 +199,8 @@ class Net(nn.Module):
         """Back-propagate the last forward's loss (pycaffe's net.backward(), gradients in .grad)."""
         if self.loss is None:
             raise NetError(f"net '{self.name}': no loss to back-propagate (no top has a loss_weight)")
-        if not self.loss.requires_grad:
-            raise NetError(f"net '{self.name}': the loss does not depend on any learnable blob")
-        self.loss.backward()
+        if self.loss.requires_grad:   # otherwise nothing needs backward (Caffe does nothing either)
+            self.loss.backward()
 
     def reshape(self, **shapes):
         """Propagate new input shapes through the net (pycaffe's net.reshape()): runs a forward on zeros

@@ -29,8 +29,6 @@ from protos.errors import NetError, RecaffeError, SolverError
 
 __all__ = ["SolverSpec", "solver", "assign_fields", "to_prototxt", "shortest_float32", "write"]
 
-# ---------------------------------------------------------------- messages from keywords
-
 _KIND = {FieldDescriptor.CPPTYPE_INT32: "an integer (int32)", FieldDescriptor.CPPTYPE_INT64: "an integer (int64)",
          FieldDescriptor.CPPTYPE_UINT32: "an integer (uint32)", FieldDescriptor.CPPTYPE_UINT64: "an integer (uint64)",
          FieldDescriptor.CPPTYPE_FLOAT: "a number (float)", FieldDescriptor.CPPTYPE_DOUBLE: "a number (double)",
@@ -125,8 +123,11 @@ def shortest_float32(value):
         return str(value)
     for digits in range(1, 10):
         rounded = float(f"{value:.{digits}g}")
-        if struct.unpack("<f", struct.pack("<f", rounded))[0] == value:
-            return str(rounded)
+        try:
+            if struct.unpack("<f", struct.pack("<f", rounded))[0] == value:
+                return str(rounded)
+        except OverflowError:         # rounded past the float32 range (near FLT_MAX)
+            continue
     return str(value)
 
 

@@ -23,6 +23,7 @@ Printing and writing (`to_prototxt`, `write`) and the solver builder (`solver`, 
 netspec/solverspec.py and are re-exported here: use `to_prototxt(n.to_proto())`, not `str(...)`, for text
 equal to pycaffe's (floats aside: shortest float32 spelling).
 """
+import operator
 from collections import Counter, OrderedDict
 
 from protos import caffe_pb2
@@ -119,10 +120,14 @@ class Function:
                 raise NetError(f"L.{type_name}: input {i} is not a Top (type is {type(inp).__name__}){hint}")
         self.inputs = tuple(inputs)
         self.params = dict(params)
-        self.ntop = self.params.pop("ntop", 1)
+        ntop = self.params.pop("ntop", 1)
         self.in_place = self.params.pop("in_place", False)
-        if not isinstance(self.ntop, int) or isinstance(self.ntop, bool) or self.ntop < 0:
-            raise NetError(f"L.{type_name}: ntop must be an integer >= 0, got {self.ntop!r}")
+        try:
+            self.ntop = operator.index(ntop) if not isinstance(ntop, bool) else -1
+        except TypeError:
+            self.ntop = -1
+        if self.ntop < 0:
+            raise NetError(f"L.{type_name}: ntop must be an integer >= 0, got {ntop!r}")
         _fill_layer(caffe_pb2.LayerParameter(), type_name, self.params)   # fail now, at the call site
         self.tops = tuple(Top(self, n) for n in range(self.ntop))
 
@@ -239,16 +244,22 @@ class _Layers:
         return layer_fn
 
 
+class _NoSuchParam(NetError, AttributeError):
+    """P.<Type>.<CONST> that does not exist (an AttributeError too, so hasattr() works)."""
+
+
 class _EnumNames:
     def __init__(self, cls):
         self._cls = cls
 
     def __getattr__(self, const):
+        if const.startswith("_"):
+            raise AttributeError(const)
         desc = self._cls.DESCRIPTOR
         if const in desc.enum_values_by_name or const in desc.enum_types_by_name:
             return getattr(self._cls, const)
         valid = ", ".join(v.name for e in desc.enum_types for v in e.values) or "none"
-        raise NetError(f"P.{desc.name[:-len('Parameter')]}.{const}: {desc.name} has no such enum value; "
+        raise _NoSuchParam(f"P.{desc.name[:-len('Parameter')]}.{const}: {desc.name} has no such enum value; "
                        f"valid: {valid}")
 
 
@@ -262,7 +273,7 @@ class _Params:
         if cls is None:
             valid = sorted(m[:-len("Parameter")] for m in caffe_pb2.DESCRIPTOR.message_types_by_name
                            if m.endswith("Parameter") and caffe_pb2.DESCRIPTOR.message_types_by_name[m].enum_types)
-            raise NetError(f"P.{name}: there is no message {name}Parameter; with enums: {', '.join(valid)}")
+            raise _NoSuchParam(f"P.{name}: there is no message {name}Parameter; with enums: {', '.join(valid)}")
         return _EnumNames(cls)
 
 

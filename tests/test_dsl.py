@@ -40,6 +40,10 @@ def _golden(name):
 
 
 def _f32(token):
+    """float32 value of a float token as Python prints floats ('104.0', '1e-05', 'inf'); None otherwise,
+    so integer fields still compare exactly."""
+    if not re.fullmatch(r"-?(\d+\.\d*(e[-+]\d+)?|\d+e[-+]\d+|inf|nan)", token):
+        return None
     try:
         return np.float32(float(token))
     except ValueError:
@@ -104,7 +108,8 @@ def test_models_caffenet_matches_notebook(entry):
     assert_same_text(to_prototxt(NOTEBOOK[entry]()), _golden("finetune_notebook." + entry))
 
 
-@pytest.mark.parametrize("entry,args", [("train", ("mnist/mnist_train_lmdb", 64)), ("test", ("mnist/mnist_test_lmdb", 100))])
+@pytest.mark.parametrize("entry,args", [("train", ("mnist/mnist_train_lmdb", 64)),
+                                        ("test", ("mnist/mnist_test_lmdb", 100))])
 def test_models_lenet_matches_notebook(entry, args):
     assert_same_text(to_prototxt(lenet(*args)), _golden("lenet_notebook." + entry))
 
@@ -121,6 +126,15 @@ def test_models_write_to_path(tmp_path):
     assert_same_text(open(p).read(), _golden("finetune_notebook.style_train"))
     s = cn.solver(str(p), path=tmp_path / "solver.prototxt")
     assert text_format.Parse(open(s).read(), caffe_pb2.SolverParameter()).train_net == str(p)
+
+
+def test_models_write_style_files(tmp_path):
+    paths = cn.write_style_files(tmp_path / "style", learn_all=True, base_lr=0.0001)
+    assert_same_text(open(paths["train"]).read(), _golden("finetune_notebook.style_train_learn_all"))
+    assert_same_text(open(paths["test"]).read(), _golden("finetune_notebook.style_test_learn_all"))
+    assert_same_text(open(paths["deploy"]).read(), _golden("finetune_notebook.imagenet_deploy_learn_all"))
+    want = _golden("finetune_notebook.solver_train_test").replace("/tmp/train.prototxt", paths["train"])
+    assert_same_text(open(paths["solver"]).read(), want.replace("/tmp/test.prototxt", paths["test"]))
 
 
 @pytest.mark.parametrize("name", sorted(_load("solvers").SOLVERS))
@@ -154,6 +168,24 @@ def test_floats_are_shortest_float32_spelling():
     assert "    scale: 0.003921569\n" in lenet_text
     assert "    alpha: 0.0001\n" in to_prototxt(cn.style_net())
     assert "base_lr: 0.001\n" in to_prototxt(cn.solver("t"))
+
+
+def test_shortest_float32_edges():
+    from netspec.spec import shortest_float32
+    f32 = lambda x: float(np.float32(x))
+    cases = {f32(0.01): "0.01", f32(1 / 255): "0.003921569", 104.0: "104.0", f32(1e-5): "1e-05",
+             f32(3e-42): "3e-42", f32(1e-45): "1e-45", -0.0: "-0.0", float("inf"): "inf", float("-inf"): "-inf",
+             f32(3.4028234663852886e38): "3.4028235e+38", f32(123456789): "123456790.0", f32(0.9): "0.9"}
+    for value, text in cases.items():
+        assert shortest_float32(value) == text and f32(float(text)) == value
+    assert shortest_float32(float("nan")) == "nan"
+    rng = np.random.default_rng(0)
+    values = (rng.standard_normal(300) * 10.0 ** rng.integers(-44, 38, 300)).astype(np.float32)
+    for x in values[np.isfinite(values)]:
+        text = shortest_float32(float(x))
+        assert np.float32(float(text)) == x
+        assert len(text.replace("-", "").split("e")[0].replace(".", "").strip("0")) <= \
+            len(np.format_float_scientific(x, unique=True).split("e")[0].replace("-", "").replace(".", "").strip("0"))
 
 
 def test_strings_escaped_as_pycaffe():
@@ -195,7 +227,8 @@ def test_write_is_atomic_and_round_trips(tmp_path):
     back = text_format.Parse(target.read_text(), caffe_pb2.NetParameter())
     assert back == n.to_proto() and back.layer[1].inner_product_param.weight_filler.std == np.float32(0.01)
     SolverSpec(base_lr=0.1, net=str(target)).write(tmp_path / "solver.prototxt")
-    assert text_format.Parse((tmp_path / "solver.prototxt").read_text(), caffe_pb2.SolverParameter()).base_lr == np.float32(0.1)
+    back = text_format.Parse((tmp_path / "solver.prototxt").read_text(), caffe_pb2.SolverParameter())
+    assert back.base_lr == np.float32(0.1)
     with pytest.raises(OSError):
         write(n, tmp_path / "missing_dir" / "x.prototxt")
     assert sorted(os.listdir(tmp_path)) == ["net.prototxt", "solver.prototxt"]
@@ -240,8 +273,10 @@ def test_error_raised_at_layer_call():
     x = L.Input(shape=dict(dim=[1]))
     with pytest.raises(NetError, match="kernel_sz"):
         L.Convolution(x, kernel_sz=3)          # not deferred to to_proto
-    with pytest.raises(NetError, match="ntop"):
-        L.Slice(x, ntop=-1)
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(NetError, match="ntop"):
+            L.Slice(x, ntop=bad)
+    assert len(L.Slice(x, ntop=np.int64(2))) == 2
 
 
 def test_params_enums():
@@ -252,6 +287,8 @@ def test_params_enums():
         P.Pooling.MAXX
     with pytest.raises(NetError, match="NoSuchParameter"):
         P.NoSuch.X
+    assert not hasattr(P.Pooling, "MAXX") and hasattr(P.Pooling, "MAX")
+    assert P.Pooling.PoolMethod.Name(1) == "AVE"
 
 
 def test_enum_names_accepted_and_checked():

@@ -24,11 +24,29 @@ PARITY = [
     "neuron_log", "neuron_log_e_affine", "neuron_log_base2", "neuron_log_base10",
     "neuron_dropout_test", "neuron_dropout_layer_phase", "neuron_dropout_train_ratio0",
 ]
+IN_PLACE = ["neuron_inplace_relu_negslope", "neuron_inplace_relu", "neuron_inplace_elu_negalpha",
+            "neuron_inplace_clip", "neuron_inplace_bnll", "neuron_inplace_log", "neuron_inplace_power",
+            "neuron_inplace_power_noshift", "neuron_inplace_power_sq", "neuron_inplace_sigmoid",
+            "neuron_inplace_exp", "neuron_inplace_prelu"]
 
 
 @pytest.mark.parametrize("case_id", PARITY)
 def test_parity(case_id):
     check_case(case_id)
+
+
+@pytest.mark.parametrize("case_id", IN_PLACE)
+def test_in_place_parity(case_id):
+    """top == bottom: Caffe's backward reads the overwritten bottom; we reproduce its gradient."""
+    check_case(case_id)
+
+
+def test_in_place_changes_caffe_gradient():
+    """The in-place goldens differ from the out-of-place ones on the same input (so they test something)."""
+    a, b = load_case("neuron_inplace_clip"), load_case("neuron_clip")
+    np.testing.assert_array_equal(a["bottom_0"], b["bottom_0"])
+    assert not np.allclose(a["bottom_diff_0"], b["bottom_diff_0"])
+    np.testing.assert_array_equal(a["bottom_diff_0"], a["top_diff_0"])  # in-place Clip passes everything
 
 
 @pytest.mark.parametrize("case_id", ["neuron_threshold", "neuron_threshold_03"])
@@ -74,7 +92,7 @@ def test_dropout_train_distribution():
     kept fraction ~ 1-p, gradient through the same mask)."""
     case = load_case("neuron_dropout_train_dist")
     p, n = 0.3, case["bottom_0"].size
-    scale = np.float32(1) / np.float32(1 - p)
+    scale = np.float32(1.0 / (1.0 - float(np.float32(p))))
     caffe_top = case["top_0"]
     assert set(np.unique(caffe_top).tolist()) == {0.0, float(scale)}
     np.testing.assert_allclose(case["bottom_diff_0"], case["top_diff_0"] * caffe_top, rtol=1e-6)

@@ -1,12 +1,17 @@
 """Element-wise (neuron) layers: one bottom, one top of the same shape (include/caffe/layers/*.hpp,
 src/caffe/layers/<name>_layer.cpp).
 
-Forward uses native torch ops and never writes into its bottom, so a layer declared in place
-(top == bottom in the prototxt) is safe. Backward is autograd's wherever it equals Caffe's gradient,
-including at the kinks: ReLU/leaky ReLU at 0 take the negative slope (relu_layer.cpp), AbsVal takes
-sign(0) = 0 (absval_layer.cpp), Clip passes the gradient at both bounds (clip_layer.cpp), ELU at 0 is
-alpha (elu_layer.cpp), BNLL's is sigmoid (bnll_layer.cpp). Power's generic case divides y by the
-base as Caffe does (a custom Function); Threshold has no gradient.
+Forward uses native torch ops and never writes into its bottom. Backward is autograd's wherever it
+equals Caffe's gradient, including at the kinks: ReLU/leaky ReLU at 0 take the negative slope
+(relu_layer.cpp), AbsVal takes sign(0) = 0 (absval_layer.cpp), Clip passes the gradient at both
+bounds (clip_layer.cpp), ELU at 0 is alpha (elu_layer.cpp), BNLL's is sigmoid (bnll_layer.cpp).
+Power's generic case divides y by the base as Caffe does (a custom Function); Threshold has none.
+
+In place (top == bottom in the prototxt), Caffe's Backward_cpu of ReLU, ELU, Clip, BNLL, Log and
+Power reads the bottom blob, which then holds the top: e.g. in-place Clip passes every gradient,
+in-place leaky ReLU with a negative slope passes 1 where x < 0. ``caffe_grad(bottom, top, dy)``
+restates each of those backward formulas and ``_CaffeInPlace`` applies it to (top, top), so an
+in-place layer trains as in Caffe (checked against in-place goldens).
 """
 import math
 
@@ -28,9 +33,39 @@ class NeuronLayer(Layer):
 
     def __init__(self, lp, bottom_shapes, phase="TEST"):
         super().__init__(lp, bottom_shapes, phase)
-        if self.forbid_in_place and lp.top[0] == lp.bottom[0]:
+        self.in_place = lp.top[0] == lp.bottom[0]
+        if self.forbid_in_place and self.in_place:
             raise self.error(f"does not allow in-place computation (top '{lp.top[0]}' is its bottom)")
         self.top_shapes = [self.bottom_shapes[0]]
+
+    def compute(self, x):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    #: layers with a ``caffe_grad`` set this where in-place Caffe's gradient differs from autograd's
+    def reads_bottom_in_backward(self):
+        return False
+
+    def forward(self, x):
+        if self.in_place and self.reads_bottom_in_backward():
+            return [_CaffeInPlace.apply(x, self)]
+        return [self.compute(x)]
+
+
+class _CaffeInPlace(torch.autograd.Function):
+    """y = layer.compute(x); dx = layer.caffe_grad(y, y, dy): Caffe's backward with the bottom
+    blob overwritten by the top (in-place layer)."""
+
+    @staticmethod
+    def forward(ctx, x, layer):
+        y = layer.compute(x)
+        ctx.save_for_backward(y)
+        ctx.layer = layer
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        y, = ctx.saved_tensors
+        return ctx.layer.caffe_grad(y, y, dy), None
 
 
 def _f32(v):
@@ -46,10 +81,16 @@ class ReLU(NeuronLayer):
         super().__init__(lp, bottom_shapes, phase)
         self.negative_slope = _f32(lp.relu_param.negative_slope)
 
-    def forward(self, x):
+    def compute(self, x):
         if self.negative_slope == 0.0:
-            return [torch.relu(x)]
-        return [F.leaky_relu(x, self.negative_slope)]
+            return torch.relu(x)
+        return F.leaky_relu(x, self.negative_slope)
+
+    def reads_bottom_in_backward(self):
+        return self.negative_slope < 0
+
+    def caffe_grad(self, b, t, dy):
+        return dy * torch.where(b > 0, 1.0, self.negative_slope)
 
 
 @register("PReLU")
@@ -71,9 +112,9 @@ class PReLU(NeuronLayer):
         filler = p.filler if p.HasField("filler") else caffe_pb2.FillerParameter(type="constant", value=0.25)
         self.add_blob(() if self.channel_shared else (shape[1],), filler)
 
-    def forward(self, x):
+    def compute(self, x):  # Caffe keeps a copy of the bottom when in place: no quirk
         w = self.blobs[0]
-        return [F.prelu(x, w.reshape(1) if self.channel_shared else w)]
+        return F.prelu(x, w.reshape(1) if self.channel_shared else w)
 
 
 @register("ELU")
@@ -84,20 +125,26 @@ class ELU(NeuronLayer):
         super().__init__(lp, bottom_shapes, phase)
         self.alpha = _f32(lp.elu_param.alpha)
 
-    def forward(self, x):
-        return [F.elu(x, self.alpha)]
+    def compute(self, x):
+        return F.elu(x, self.alpha)
+
+    def reads_bottom_in_backward(self):
+        return self.alpha < 0
+
+    def caffe_grad(self, b, t, dy):
+        return dy * torch.where(b > 0, 1.0, t + self.alpha)
 
 
 @register("Sigmoid")
 class Sigmoid(NeuronLayer):
-    def forward(self, x):
-        return [torch.sigmoid(x)]
+    def compute(self, x):
+        return torch.sigmoid(x)
 
 
 @register("TanH")
 class TanH(NeuronLayer):
-    def forward(self, x):
-        return [torch.tanh(x)]
+    def compute(self, x):
+        return torch.tanh(x)
 
 
 @register("AbsVal")
@@ -105,16 +152,22 @@ class AbsVal(NeuronLayer):
     """|x|; gradient sign(x), 0 at 0. Caffe forbids in-place (absval_layer.cpp)."""
     forbid_in_place = True
 
-    def forward(self, x):
-        return [torch.abs(x)]
+    def compute(self, x):
+        return torch.abs(x)
 
 
 @register("BNLL")
 class BNLL(NeuronLayer):
     """log(1 + exp(x)) computed stably; gradient exp(x)/(1+exp(x)) (bnll_layer.cpp)."""
 
-    def forward(self, x):
-        return [F.softplus(x)]
+    def compute(self, x):
+        return F.softplus(x)
+
+    def reads_bottom_in_backward(self):
+        return True
+
+    def caffe_grad(self, b, t, dy):
+        return dy * torch.sigmoid(torch.clamp_max(b, 50.0))
 
 
 @register("Swish")
@@ -125,10 +178,10 @@ class Swish(NeuronLayer):
         super().__init__(lp, bottom_shapes, phase)
         self.beta = _f32(lp.swish_param.beta)
 
-    def forward(self, x):
+    def compute(self, x):
         if self.beta == 1.0:
-            return [F.silu(x)]
-        return [x * torch.sigmoid(x * self.beta)]
+            return F.silu(x)
+        return x * torch.sigmoid(x * self.beta)
 
 
 @register("Clip")
@@ -141,10 +194,16 @@ class Clip(NeuronLayer):
         self.min = _f32(lp.clip_param.min)
         self.max = _f32(lp.clip_param.max)
 
-    def forward(self, x):
+    def compute(self, x):
         if self.min <= self.max:
-            return [torch.clamp(x, self.min, self.max)]
-        return [torch.clamp_min(torch.clamp_max(x, self.max), self.min)]
+            return torch.clamp(x, self.min, self.max)
+        return torch.clamp_min(torch.clamp_max(x, self.max), self.min)
+
+    def reads_bottom_in_backward(self):
+        return True
+
+    def caffe_grad(self, b, t, dy):
+        return dy * ((b >= self.min) & (b <= self.max))
 
 
 @register("Threshold")
@@ -155,8 +214,8 @@ class Threshold(NeuronLayer):
         super().__init__(lp, bottom_shapes, phase)
         self.threshold = _f32(lp.threshold_param.threshold)
 
-    def forward(self, x):
-        return [(x.detach() > self.threshold).to(x.dtype)]
+    def compute(self, x):
+        return (x.detach() > self.threshold).to(x.dtype)
 
 
 class _PowerGeneric(torch.autograd.Function):
@@ -190,17 +249,29 @@ class Power(NeuronLayer):
             self.const = 1.0 if self.power == 0.0 else _f32(np.power(np.float32(self.shift),
                                                                        np.float32(self.power)))
 
-    def forward(self, x):
+    def compute(self, x):
         if self.diff_scale == 0.0:
-            return [torch.full_like(x, self.const)]
-        base = x if self.scale == 1.0 else x * self.scale
-        if self.shift != 0.0:
-            base = base + self.shift
+            return torch.full_like(x, self.const)
+        base = self._base(x)
         if self.power == 1.0:
-            return [base]
+            return base
         if self.power == 2.0:
-            return [base * base]
-        return [_PowerGeneric.apply(base, self.power)]
+            return base * base
+        return _PowerGeneric.apply(base, self.power)
+
+    def _base(self, x):
+        base = x if self.scale == 1.0 else x * self.scale
+        return base if self.shift == 0.0 else base + self.shift
+
+    def reads_bottom_in_backward(self):
+        return self.diff_scale != 0.0 and self.power != 1.0
+
+    def caffe_grad(self, b, t, dy):
+        if self.power == 2.0:
+            return dy * (b * (self.diff_scale * self.scale) + self.diff_scale * self.shift)
+        if self.shift == 0.0:
+            return dy * (t / b * self.power)
+        return dy * (t / self._base(b) * self.diff_scale)
 
 
 def _log_base(layer, base, allow_one):
@@ -232,9 +303,9 @@ class Exp(NeuronLayer):
         else:
             self.outer = _f32(math.exp(p.shift) if base == -1.0 else math.pow(base, _f32(p.shift)))
 
-    def forward(self, x):
+    def compute(self, x):
         y = torch.exp(x if self.inner == 1.0 else x * self.inner)
-        return [y if self.outer == 1.0 else y * self.outer]
+        return y if self.outer == 1.0 else y * self.outer
 
 
 @register("Log")
@@ -244,15 +315,24 @@ class Log(NeuronLayer):
     def __init__(self, lp, bottom_shapes, phase="TEST"):
         super().__init__(lp, bottom_shapes, phase)
         p = lp.log_param
-        self.base_scale = _f32(1.0 / _log_base(self, _f32(p.base), allow_one=False))
+        log_base = _log_base(self, _f32(p.base), allow_one=False)
+        self.base_scale = _f32(1.0 / log_base)
         self.scale, self.shift = _f32(p.scale), _f32(p.shift)
+        self.backward_num_scale = _f32(self.scale / log_base)
 
-    def forward(self, x):
+    def _arg(self, x):
         u = x if self.scale == 1.0 else x * self.scale
-        if self.shift != 0.0:
-            u = u + self.shift
-        y = torch.log(u)
-        return [y if self.base_scale == 1.0 else y * self.base_scale]
+        return u if self.shift == 0.0 else u + self.shift
+
+    def compute(self, x):
+        y = torch.log(self._arg(x))
+        return y if self.base_scale == 1.0 else y * self.base_scale
+
+    def reads_bottom_in_backward(self):
+        return True
+
+    def caffe_grad(self, b, t, dy):
+        return dy * (self.backward_num_scale / self._arg(b))
 
 
 def is_train(layer):
@@ -274,11 +354,11 @@ class Dropout(NeuronLayer):
         if not 0.0 <= self.ratio < 1.0:
             raise self.error(f"dropout_ratio must be in [0, 1), got {self.ratio}")
         self.train_phase = is_train(self)
-        self.scale = _f32(np.float32(1) / (np.float32(1) - np.float32(self.ratio)))
+        self.scale = _f32(1.0 / (1.0 - self.ratio))  # Caffe: 1. / (1. - threshold_), in double
 
-    def forward(self, x):
+    def compute(self, x):
         if not self.train_phase or self.ratio == 0.0:
-            return [x]
+            return x
         with torch.no_grad():  # keep iff u >= ratio (probability 1 - ratio); scaled mask, no grad
             mask = torch.rand_like(x).ge_(self.ratio).mul_(self.scale)
-        return [x * mask]
+        return x * mask

@@ -46,7 +46,7 @@ def _load_builtin_families():
         return
     _loaded = True
     import importlib
-    for mod in ("input", "common", "neuron", "vision", "linear", "normalization", "loss", "loss_metric",
+    for mod in ("input", "common", "neuron", "vision", "pooling", "linear", "normalization", "loss", "loss_metric",
                 "recurrent", "data", "python"):
         try:
             importlib.import_module(f"netspec.layers.{mod}")

@@ -16,6 +16,7 @@ import os
 import sys
 
 import caffe
+import google.protobuf
 from caffe import layers as L, params as P, NetSpec, to_proto
 from caffe.proto import caffe_pb2
 from google.protobuf import text_format
@@ -62,7 +63,7 @@ def main():
     with open(os.path.join(OUT, "errors.json"), "w") as f:
         json.dump(errors, f, indent=1, sort_keys=True)
     print("wrote %d files to %s (caffe %s, protobuf %s)" % (
-        len(os.listdir(OUT)), OUT, getattr(caffe, "__version__", "?"), __import__("google.protobuf").protobuf.__version__))
+        len(os.listdir(OUT)), OUT, getattr(caffe, "__version__", "?"), google.protobuf.__version__))
 
 
 if __name__ == "__main__":

@@ -113,6 +113,20 @@ def main():
          [g], phase="TRAIN")
     case("neuron_dropout_train_ratio0", neuron("drop", "Dropout", "dropout_param { dropout_ratio: 0 }"),
          [g], phase="TRAIN")
+    # In place (top == bottom): Caffe's backward then reads the top where it reads the bottom
+    inplace = 'name: "%s" type: "%s" bottom: "x" top: "x" %s'
+    case("neuron_inplace_relu_negslope", inplace % ("relu", "ReLU", "relu_param { negative_slope: -0.7 }"), [kink0])
+    case("neuron_inplace_relu", inplace % ("relu", "ReLU", "relu_param { negative_slope: 0.2 }"), [kink0])
+    case("neuron_inplace_elu_negalpha", inplace % ("elu", "ELU", "elu_param { alpha: -0.5 }"), [kink0])
+    case("neuron_inplace_clip", inplace % ("clip", "Clip", "clip_param { min: -0.5 max: 0.75 }"), [clip_x])
+    case("neuron_inplace_bnll", inplace % ("bnll", "BNLL", ""), [big])
+    case("neuron_inplace_log", inplace % ("log", "Log", "log_param { base: 2 scale: 3 shift: 0.5 }"), [pos])
+    case("neuron_inplace_power", inplace % ("pow", "Power", "power_param { power: 0.5 scale: 2 shift: 0.3 }"), [pos])
+    case("neuron_inplace_power_noshift", inplace % ("pow", "Power", "power_param { power: 3 scale: 2 }"), [g])
+    case("neuron_inplace_power_sq", inplace % ("pow", "Power", "power_param { power: 2 scale: 0.5 shift: 1 }"), [g])
+    case("neuron_inplace_sigmoid", inplace % ("sig", "Sigmoid", ""), [big])
+    case("neuron_inplace_exp", inplace % ("exp", "Exp", "exp_param { base: 2 scale: 0.5 shift: 1 }"), [g])
+    case("neuron_inplace_prelu", inplace % ("prelu", "PReLU", ""), [kink0])
     # TRAIN with a random mask: compared by distribution (values and kept fraction)
     case("neuron_dropout_train_dist", neuron("drop", "Dropout", "dropout_param { dropout_ratio: 0.3 }"),
          [np.ones((1000,), np.float32)], phase="TRAIN")

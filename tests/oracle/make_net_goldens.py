@@ -72,6 +72,38 @@ def make(net_id):
     print(net_id, {n: out[n].shape for n in net.outputs}, "checksum %.6f" % res["checksum"])
 
 
+#: net-bookkeeping cases (layer selection, in-place, implicit splits, loss weights, force_backward,
+#: propagate_down): id -> (prototxt in golden/net/mini, phase, level, stages)
+MINI = {
+    "bookkeeping_test": ("bookkeeping.prototxt", caffe.TEST, 0, []),
+    "bookkeeping_train_deploy": ("bookkeeping.prototxt", caffe.TRAIN, 2, ["deploy"]),
+    "bookkeeping_test_deploy": ("bookkeeping.prototxt", caffe.TEST, 5, ["deploy"]),
+}
+
+
+def make_mini(case_id):
+    """mini/<case>.npz: layer_names, blob_names, inputs, outputs (space separated), x, t (inputs),
+    loss (Net::ForwardFromTo's total), blob_<name> for every blob, then after backward diff_x, diff_t."""
+    path, phase, level, stages = MINI[case_id]
+    net = caffe.Net(os.path.join(GOLDEN, "mini", path), phase, level=level, stages=stages)
+    rng = np.random.RandomState(len(case_id))
+    x = rng.uniform(-1, 1, (2, 3)).astype(np.float32)
+    t = rng.uniform(-1, 1, (2, 3)).astype(np.float32)
+    net.blobs["x"].data[...] = x
+    net.blobs["t"].data[...] = t
+    loss = net._forward(0, len(net.layers) - 1)
+    res = {"layer_names": np.array(" ".join(net._layer_names)), "blob_names": np.array(" ".join(net.blobs)),
+           "inputs": np.array(" ".join(net.inputs)), "outputs": np.array(" ".join(net.outputs)),
+           "x": x, "t": t, "loss": np.array(loss)}
+    for n, b in net.blobs.items():
+        res["blob_" + n] = b.data.copy()
+    net._backward(len(net.layers) - 1, 0)
+    res["diff_x"] = net.blobs["x"].diff.copy()
+    res["diff_t"] = net.blobs["t"].diff.copy()
+    np.savez(os.path.join(GOLDEN, "mini", case_id + ".npz"), **res)
+    print(case_id, "layers:", " ".join(net._layer_names), "outputs:", net.outputs, "loss %.6f" % loss)
+
+
 if __name__ == "__main__":
-    for net_id in sys.argv[1:] or sorted(net_recipe.NETS):
-        make(net_id)
+    for net_id in sys.argv[1:] or sorted(net_recipe.NETS) + sorted(MINI):
+        (make_mini if net_id in MINI else make)(net_id)

@@ -1,0 +1,102 @@
+"""Normalization layers: BatchNorm and MVN (src/caffe/layers/batch_norm_layer.cpp, mvn_layer.cpp).
+
+BatchNorm has no affine part (Caffe pairs it with a Scale layer). Its three blobs are statistics,
+not learnable weights: Caffe appends ``param { lr_mult: 0 }`` for every blob without a ParamSpec and
+refuses a non-zero lr_mult, and so does this layer (on ``self.lp``, which the net keeps, so the
+solver and Net::ToProto see the same ParamSpecs as in Caffe). Their values never get a gradient.
+"""
+import torch
+
+from protos import caffe_pb2
+from . import caffe_math as cm
+from .base import Layer, count
+from .registry import register
+
+
+@register("BatchNorm")
+class BatchNorm(Layer):
+    """Per-channel (axis 1) normalisation.
+
+    use_global_stats (default: true in TEST, false in TRAIN): y = (x - mean)/sqrt(var + eps) with
+    mean = blob0 * f, var = blob1 * f, f = caffe_math.batchnorm_scale_factor(blob2).
+    Otherwise batch statistics (biased variance) are used, gradient through them, and every forward
+    updates the blobs: blob2 = lambda*blob2 + 1, blob0 = lambda*blob0 + mean,
+    blob1 = lambda*blob1 + m/(m-1)*var (lambda = moving_average_fraction, m values per channel)."""
+    exact_bottoms = 1
+    exact_tops = 1
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        p = lp.batch_norm_param
+        shape = self.bottom_shapes[0]
+        if len(shape) < 2:
+            raise self.error(f"bottom must have at least 2 axes (num, channels, ...), got {shape}")
+        self.use_global = p.use_global_stats if p.HasField("use_global_stats") else phase == "TEST"
+        self.fraction, self.eps = p.moving_average_fraction, p.eps
+        self.channels = shape[1]
+        for size in ((self.channels,), (self.channels,), (1,)):
+            self.add_blob(size).requires_grad_(False)
+        for i in range(3):
+            if i == len(lp.param):
+                lp.param.add(lr_mult=0.0)
+            elif lp.param[i].lr_mult != 0:
+                raise self.error(f"param {i} has lr_mult {lp.param[i].lr_mult}: BatchNorm statistics cannot be "
+                                 f"learned (lr_mult must be 0)")
+        self.top_shapes = [shape]
+
+    def forward(self, x):
+        dims = [0] + list(range(2, x.dim()))
+        bshape = (1, self.channels) + (1,) * (x.dim() - 2)
+        if self.use_global:
+            f = cm.batchnorm_scale_factor(self.blobs[2].detach())
+            mean = (self.blobs[0].detach() * f).reshape(bshape)
+            var = (self.blobs[1].detach() * f).reshape(bshape)
+            return [(x - mean) / torch.sqrt(var + self.eps)]
+        mean = x.mean(dims, keepdim=True)
+        xc = x - mean
+        var = (xc * xc).mean(dims, keepdim=True)
+        with torch.no_grad():
+            m = x.numel() // self.channels
+            b0, b1, b2 = self.blobs
+            b2.mul_(self.fraction).add_(1.0)
+            b0.mul_(self.fraction).add_(mean.reshape(-1))
+            b1.mul_(self.fraction).add_(var.reshape(-1) * cm.batchnorm_variance_correction(m))
+        return [xc / torch.sqrt(var + self.eps)]
+
+
+@register("MVN")
+class MVN(Layer):
+    """Mean-variance normalisation (mvn_layer.cpp) over each (n, c) plane, or each sample with
+    across_channels: y = x - mean, then / (sqrt(mean((x - mean)^2)) + eps) if normalize_variance
+    (eps added after the square root). Backward is Caffe's formula, which treats the denominator's
+    derivative as if eps were 0 (see _caffe_std)."""
+    exact_bottoms = 1
+    exact_tops = 1
+
+    def __init__(self, lp, bottom_shapes, phase="TEST"):
+        super().__init__(lp, bottom_shapes, phase)
+        p = lp.mvn_param
+        shape = self.bottom_shapes[0]
+        if len(shape) > 4:
+            raise self.error(f"bottom must have at most 4 axes (legacy num/channels/height/width), got {shape}")
+        self.normalize_variance, self.eps = p.normalize_variance, p.eps
+        # Caffe's legacy accessors: num = shape[0], channels = shape[1] (1 when absent)
+        num = shape[0] if shape else 1
+        if not p.across_channels and len(shape) > 1:
+            num *= shape[1]
+        self.groups = num
+        self.top_shapes = [shape]
+
+    def forward(self, x):
+        g = x.reshape(self.groups, -1)
+        xc = g - g.mean(1, keepdim=True)
+        if self.normalize_variance:
+            xc = xc / self._caffe_std(xc)
+        return [xc.reshape(x.shape)]
+
+    def _caffe_std(self, xc):
+        """sqrt(var) + eps whose derivative is d(var)/(2*(sqrt(var) + eps)): with it autograd gives
+        mvn_layer.cpp's Backward_cpu, dx = (dy - mean(dy) - y*mean(y*dy)) / (sqrt(var) + eps)."""
+        var = (xc * xc).mean(1, keepdim=True)
+        s = var.detach().sqrt() + self.eps
+        return s + (var - var.detach()) / (2 * s)
