@@ -162,7 +162,7 @@ class Net(nn.Module):
             raise NetError(f"net '{self.name}': no blob named {', '.join(map(repr, unknown))}; "
                            f"inputs are {', '.join(self.inputs) or 'none'}")
         total = None
-        blobs.update((k, v) for k, v in fed.items() if k not in self.inputs)
+        blobs.update(fed)
         for s in self._steps[i0:i1 + 1]:
             if s.tops and all(t in fed for t in s.tops if t != AUTO_TOP) and not s.layer.lp.bottom:
                 tops = [fed[t] for t in s.tops]
@@ -247,8 +247,10 @@ class Net(nn.Module):
 
     # -- weights -----------------------------------------------------------------------------------
     def load_weights(self, path):
+        """Copy weights from a .caffemodel / .caffemodel.h5 / .pth file (by extension); returns the
+        names of file layers this net lacks (ignored, as Caffe does)."""
         from .weights import load_weights
-        load_weights(self, path)
+        return load_weights(self, path)
 
     def save_weights(self, path):
         from .weights import save_weights

@@ -93,6 +93,13 @@ def test_reshape_view_and_runtime_batch():
     assert y.shape == (5, 12) and y.data_ptr() == x.data_ptr()
 
 
+def test_slice_follows_runtime_shape():
+    layer = layer_from('name: "s" type: "Slice" bottom: "x" top: "p" top: "q" slice_param { axis: 0 }', [(4, 3)])
+    assert layer.top_shapes == [(2, 3), (2, 3)]
+    p, q = layer(torch.arange(18.0).reshape(6, 3))
+    assert p.shape == q.shape == (3, 3) and q[0, 0] == 9
+
+
 def test_flatten_inserts_axis_when_end_precedes_axis():
     """Caffe's Blob::count(axis, end_axis + 1) is 1 when end_axis = axis - 1: a unit axis appears."""
     layer = layer_from('name: "f" type: "Flatten" bottom: "x" top: "y" flatten_param { axis: 1 end_axis: 0 }',

@@ -26,7 +26,8 @@ PARITY = [
 ]
 IN_PLACE = ["neuron_inplace_relu_negslope", "neuron_inplace_relu", "neuron_inplace_elu_negalpha",
             "neuron_inplace_clip", "neuron_inplace_bnll", "neuron_inplace_log", "neuron_inplace_power",
-            "neuron_inplace_power_noshift", "neuron_inplace_power_sq", "neuron_inplace_sigmoid",
+            "neuron_inplace_power_noshift", "neuron_inplace_power_sq", "neuron_inplace_power_affine",
+            "neuron_inplace_power_default", "neuron_inplace_sigmoid",
             "neuron_inplace_exp", "neuron_inplace_prelu"]
 
 
@@ -47,6 +48,10 @@ def test_in_place_changes_caffe_gradient():
     np.testing.assert_array_equal(a["bottom_0"], b["bottom_0"])
     assert not np.allclose(a["bottom_diff_0"], b["bottom_diff_0"])
     np.testing.assert_array_equal(a["bottom_diff_0"], a["top_diff_0"])  # in-place Clip passes everything
+    # in-place Log (base 2, scale 3, shift 0.5): Caffe squares its derivative, ignoring the top diff
+    c = load_case("neuron_inplace_log")
+    d = 3 / np.log(2) / (3 * c["top_0"].astype(np.float64) + 0.5)
+    np.testing.assert_allclose(c["bottom_diff_0"], d * d, rtol=1e-5)
 
 
 @pytest.mark.parametrize("case_id", ["neuron_threshold", "neuron_threshold_03"])

@@ -52,8 +52,7 @@ class Concat(Layer):
         top = list(first)
         for i, s in enumerate(self.bottom_shapes[1:], 1):
             if len(s) != len(first) or any(a != b for j, (a, b) in enumerate(zip(s, first)) if j != self.axis):
-                raise self.error(f"bottom {i} has shape {s}, bottom 0 {first}: all must match except at "
-                                 f"axis {self.axis}")
+                raise self.error(f"bottom {i} has shape {s}, bottom 0 {first}: must match except on axis {self.axis}")
             top[self.axis] += s[self.axis]
         self.top_shapes = [tuple(top)]
 
@@ -69,26 +68,28 @@ class Slice(Layer):
 
     def __init__(self, lp, bottom_shapes, phase="TEST"):
         super().__init__(lp, bottom_shapes, phase)
-        p, shape, n_top = lp.slice_param, self.bottom_shapes[0], len(lp.top)
-        self.axis = _legacy_or_axis(self, p, "slice_dim", len(shape))
-        dim = shape[self.axis]
-        if p.slice_point:
-            pts = list(p.slice_point)
-            if len(pts) != n_top - 1:
-                raise self.error(f"needs one slice_point fewer than tops ({n_top}), got {len(pts)}")
-            bounds = [0] + pts + [dim]
-            self.sizes = [b - a for a, b in zip(bounds, bounds[1:])]
-            if any(s <= 0 for s in self.sizes):
-                raise self.error(f"slice_point {pts} must increase strictly within (0, {dim}) on axis {self.axis}")
-        else:
-            if dim % n_top:
-                raise self.error(f"{n_top} tops do not divide axis {self.axis} of size {dim} evenly")
-            self.sizes = [dim // n_top] * n_top
+        shape = self.bottom_shapes[0]
+        self.axis = _legacy_or_axis(self, lp.slice_param, "slice_dim", len(shape))
+        self.sizes = self.slice_sizes(shape[self.axis])
         self.top_shapes = [shape[:self.axis] + (s,) + shape[self.axis + 1:] for s in self.sizes]
 
+    def slice_sizes(self, dim):
+        pts, n_top = list(self.lp.slice_param.slice_point), len(self.lp.top)
+        if not pts:
+            if dim % n_top:
+                raise self.error(f"{n_top} tops do not divide axis {self.axis} of size {dim} evenly")
+            return [dim // n_top] * n_top
+        if len(pts) != n_top - 1:
+            raise self.error(f"needs one slice_point fewer than tops ({n_top}), got {len(pts)}")
+        bounds = [0] + pts + [dim]
+        sizes = [b - a for a, b in zip(bounds, bounds[1:])]
+        if any(s <= 0 for s in sizes):
+            raise self.error(f"slice_point {pts} must increase strictly within (0, {dim}) on axis {self.axis}")
+        return sizes
+
     def forward(self, x):
-        if len(self.sizes) == 1:
-            return [x]
+        if x.shape[self.axis] != sum(self.sizes):  # a new shape at run time (Caffe's Reshape)
+            self.sizes = self.slice_sizes(x.shape[self.axis])
         return list(torch.split(x, self.sizes, self.axis))
 
 
@@ -148,9 +149,7 @@ class Eltwise(Layer):
                 y = torch.add(y, x, alpha=k) if k != 1.0 else y + x
             return [y]
         if self.op == _PROD:
-            if not self.stable_prod_grad:
-                return [_ProdDivGrad.apply(*xs)]
-            return [_prod(xs)]
+            return [_prod(xs) if self.stable_prod_grad else _ProdDivGrad.apply(*xs)]
         y = torch.where(xs[0] > xs[1], xs[0], xs[1])
         for x in xs[2:]:
             y = torch.where(x > y, x, y)
@@ -311,9 +310,7 @@ class ArgMax(_OneToOne):
         if self.axis is not None:
             return [(vals if self.out_max_val else idx).movedim(-1, self.axis)]
         out = torch.stack([idx, vals], 1) if self.out_max_val else idx
-        top = list(self.top_shapes[0])
-        top[0] = x.shape[0]
-        return [out.reshape(top)]
+        return [out.reshape((x.shape[0],) + self.top_shapes[0][1:])]
 
 
 @register("Softmax")

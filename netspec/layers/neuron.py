@@ -8,10 +8,12 @@ bounds (clip_layer.cpp), ELU at 0 is alpha (elu_layer.cpp), BNLL's is sigmoid (b
 Power's generic case divides y by the base as Caffe does (a custom Function); Threshold has none.
 
 In place (top == bottom in the prototxt), Caffe's Backward_cpu of ReLU, ELU, Clip, BNLL, Log and
-Power reads the bottom blob, which then holds the top: e.g. in-place Clip passes every gradient,
-in-place leaky ReLU with a negative slope passes 1 where x < 0. ``caffe_grad(bottom, top, dy)``
-restates each of those backward formulas and ``_CaffeInPlace`` applies it to (top, top), so an
-in-place layer trains as in Caffe (checked against in-place goldens).
+Power reads the bottom blob, which then holds the top: in-place Clip passes every gradient, in-place
+leaky ReLU with a negative slope passes 1 where x < 0. Log and Power moreover write their derivative
+D into the bottom diff, which is the top diff's memory, before multiplying by the top diff: their
+in-place gradient is D*D, whatever the top diff. ``inplace_grad(y, dy)`` restates each of those
+Backward_cpu runs and ``_CaffeInPlace`` applies it, so in-place layers give Caffe's numbers
+(checked against in-place goldens); other neuron layers are unaffected by being in place.
 """
 import math
 
@@ -41,7 +43,7 @@ class NeuronLayer(Layer):
     def compute(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    #: layers with a ``caffe_grad`` set this where in-place Caffe's gradient differs from autograd's
+    #: layers with an ``inplace_grad`` say here whether Caffe's in-place gradient differs from autograd's
     def reads_bottom_in_backward(self):
         return False
 
@@ -52,8 +54,7 @@ class NeuronLayer(Layer):
 
 
 class _CaffeInPlace(torch.autograd.Function):
-    """y = layer.compute(x); dx = layer.caffe_grad(y, y, dy): Caffe's backward with the bottom
-    blob overwritten by the top (in-place layer)."""
+    """y = layer.compute(x); dx = layer.inplace_grad(y, dy): Caffe's backward of an in-place layer."""
 
     @staticmethod
     def forward(ctx, x, layer):
@@ -65,7 +66,7 @@ class _CaffeInPlace(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy):
         y, = ctx.saved_tensors
-        return ctx.layer.caffe_grad(y, y, dy), None
+        return ctx.layer.inplace_grad(y, dy), None
 
 
 def _f32(v):
@@ -89,8 +90,8 @@ class ReLU(NeuronLayer):
     def reads_bottom_in_backward(self):
         return self.negative_slope < 0
 
-    def caffe_grad(self, b, t, dy):
-        return dy * torch.where(b > 0, 1.0, self.negative_slope)
+    def inplace_grad(self, y, dy):
+        return dy * torch.where(y > 0, 1.0, self.negative_slope)
 
 
 @register("PReLU")
@@ -131,8 +132,8 @@ class ELU(NeuronLayer):
     def reads_bottom_in_backward(self):
         return self.alpha < 0
 
-    def caffe_grad(self, b, t, dy):
-        return dy * torch.where(b > 0, 1.0, t + self.alpha)
+    def inplace_grad(self, y, dy):
+        return dy * torch.where(y > 0, 1.0, y + self.alpha)
 
 
 @register("Sigmoid")
@@ -166,8 +167,8 @@ class BNLL(NeuronLayer):
     def reads_bottom_in_backward(self):
         return True
 
-    def caffe_grad(self, b, t, dy):
-        return dy * torch.sigmoid(torch.clamp_max(b, 50.0))
+    def inplace_grad(self, y, dy):
+        return dy * torch.sigmoid(torch.clamp_max(y, 50.0))
 
 
 @register("Swish")
@@ -202,8 +203,8 @@ class Clip(NeuronLayer):
     def reads_bottom_in_backward(self):
         return True
 
-    def caffe_grad(self, b, t, dy):
-        return dy * ((b >= self.min) & (b <= self.max))
+    def inplace_grad(self, y, dy):
+        return dy * ((y >= self.min) & (y <= self.max))
 
 
 @register("Threshold")
@@ -264,14 +265,19 @@ class Power(NeuronLayer):
         return base if self.shift == 0.0 else base + self.shift
 
     def reads_bottom_in_backward(self):
-        return self.diff_scale != 0.0 and self.power != 1.0
+        return self.diff_scale != 0.0
 
-    def caffe_grad(self, b, t, dy):
-        if self.power == 2.0:
-            return dy * (b * (self.diff_scale * self.scale) + self.diff_scale * self.shift)
-        if self.shift == 0.0:
-            return dy * (t / b * self.power)
-        return dy * (t / self._base(b) * self.diff_scale)
+    def inplace_grad(self, y, dy):
+        """Caffe writes D (from bottom = top = y) into the shared diff, then squares it."""
+        if self.power == 1.0:
+            d = torch.full_like(y, self.diff_scale)
+        elif self.power == 2.0:
+            d = y * _f32(np.float32(self.diff_scale) * np.float32(self.scale)) + self.diff_scale * self.shift
+        elif self.shift == 0.0:
+            d = y / y * self.power
+        else:
+            d = y / self._base(y) * self.diff_scale
+        return d * d
 
 
 def _log_base(layer, base, allow_one):
@@ -331,8 +337,10 @@ class Log(NeuronLayer):
     def reads_bottom_in_backward(self):
         return True
 
-    def caffe_grad(self, b, t, dy):
-        return dy * (self.backward_num_scale / self._arg(b))
+    def inplace_grad(self, y, dy):
+        """Caffe computes D from bottom = y into the (shared) diff, then squares it."""
+        d = torch.reciprocal(self._arg(y)) * self.backward_num_scale
+        return d * d
 
 
 def is_train(layer):

@@ -68,8 +68,8 @@ class BatchNorm(Layer):
 class MVN(Layer):
     """Mean-variance normalisation (mvn_layer.cpp) over each (n, c) plane, or each sample with
     across_channels: y = x - mean, then / (sqrt(mean((x - mean)^2)) + eps) if normalize_variance
-    (eps added after the square root). Backward is Caffe's formula, which treats the denominator's
-    derivative as if eps were 0 (see _caffe_std)."""
+    (eps added after the square root); the top is always 4-D (legacy shape). Backward is Caffe's
+    formula, whose variance term differs from the exact derivative by sigma/(sigma+eps) (_caffe_std)."""
     exact_bottoms = 1
     exact_tops = 1
 
@@ -85,14 +85,15 @@ class MVN(Layer):
         if not p.across_channels and len(shape) > 1:
             num *= shape[1]
         self.groups = num
-        self.top_shapes = [shape]
+        # Reshape uses the legacy accessors too: the top is 4-D, missing axes read as 1
+        self.top_shapes = [tuple(shape) + (1,) * (4 - len(shape))]
 
     def forward(self, x):
         g = x.reshape(self.groups, -1)
         xc = g - g.mean(1, keepdim=True)
         if self.normalize_variance:
             xc = xc / self._caffe_std(xc)
-        return [xc.reshape(x.shape)]
+        return [xc.reshape(self.top_shapes[0])]
 
     def _caffe_std(self, xc):
         """sqrt(var) + eps whose derivative is d(var)/(2*(sqrt(var) + eps)): with it autograd gives

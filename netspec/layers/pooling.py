@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from protos import caffe_pb2
+from protos.errors import NetError
 from . import caffe_math as cm
 from .base import Layer
 from .registry import register
@@ -97,7 +98,6 @@ class Pooling(Layer):
         self.all_nonempty = bool(mask.all())
         div = [cm.ave_pool_divisor(size[i], k[i], pd[i], s[i], self.out[i]) for i in range(2)]
         self.register_buffer("divisor", (div[0][:, None] * div[1][None, :]).float(), persistent=False)
-        self.uniform_divisor = bool((self.divisor == k[0] * k[1]).all())
         self.top_shapes = [shape[:2] + self.out] * len(lp.top)
 
     def _crop(self, y):
@@ -140,7 +140,7 @@ class Pooling(Layer):
         return F.avg_pool2d(F.pad(x, self.pads), self.kernel, self.stride, divisor_override=1)
 
     def _ave(self, x):
-        if self.fast and self.uniform_divisor:
+        if self.fast:   # torch's count_include_pad divisor is Caffe's for the same windows
             return self._crop(F.avg_pool2d(x, self.kernel, self.stride, self.pad, ceil_mode=self.ceil_mode,
                                            count_include_pad=True))
         return self._window_sum(x) / self.divisor.to(x.dtype)
@@ -181,7 +181,10 @@ class SPP(Layer):
             pp = sub.pooling_param
             pp.pool = p.pool
             pp.kernel_h, pp.kernel_w, pp.stride_h, pp.stride_w, pp.pad_h, pp.pad_w = k + s + pd
-            self.levels.append(Pooling(sub, [shape], phase))
+            try:
+                self.levels.append(Pooling(sub, [shape], phase))
+            except NetError as e:
+                raise self.error(f"pyramid level {level} of a {shape[2]}x{shape[3]} bottom: {e}") from None
         if p.pyramid_height == 1:
             self.top_shapes = [self.levels[0].top_shapes[0]]
         else:

@@ -54,7 +54,7 @@ def case(case_id, layer_text, bottoms, phase="TEST", params="random", seed=0, to
     blobs = net.params[lp.name] if lp.name in net.params else []
     for i, blob in enumerate(blobs):
         if params == "random":
-            blob.data[...] = rng.randn(*blob.data.shape).astype(np.float32)
+            blob.data[...] = np.asarray(rng.randn(*blob.data.shape), dtype=np.float32)
         elif params == "given":
             blob.data[...] = param_values[i]
         out["param_%d" % i] = blob.data.copy()

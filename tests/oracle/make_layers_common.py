@@ -104,8 +104,8 @@ def concat_slice():
          [gauss(8, (2, 2, 1, 2)), gauss(9, (2, 2, 3, 2))])
     case("common_concat_single", lay("cat", "Concat", "a", ["y"]), [a])
     x = gauss(10, (2, 6, 3, 2))
-    case("common_slice_points", lay("sl", "Slice", "x", ["p", "q", "r"], "slice_param { slice_point: 1 slice_point: 4 }"),
-         [x])
+    case("common_slice_points", lay("sl", "Slice", "x", ["p", "q", "r"],
+                                    "slice_param { slice_point: 1 slice_point: 4 }"), [x])
     case("common_slice_equal", lay("sl", "Slice", "x", ["p", "q", "r"]), [x])
     case("common_slice_axis", lay("sl", "Slice", "x", ["p", "q"], "slice_param { axis: -2 slice_point: 2 }"), [x])
     case("common_slice_dim", lay("sl", "Slice", "x", ["p", "q"], "slice_param { slice_dim: 0 }"), [x])
@@ -177,10 +177,10 @@ def selection():
     t = ints(40, (3, 2, 3, 2), hi=4)
     g = gauss(41, (3, 2, 3, 2))
     partial_case("common_argmax", lay("am", "ArgMax", "x", ["y"]), [t])
-    partial_case("common_argmax_topk_val", lay("am", "ArgMax", "x", ["y"], "argmax_param { top_k: 3 out_max_val: true }"),
-                 [t])
-    partial_case("common_argmax_val_gauss", lay("am", "ArgMax", "x", ["y"], "argmax_param { top_k: 2 out_max_val: true }"),
-                 [g])
+    partial_case("common_argmax_topk_val", lay("am", "ArgMax", "x", ["y"],
+                                               "argmax_param { top_k: 3 out_max_val: true }"), [t])
+    partial_case("common_argmax_val_gauss", lay("am", "ArgMax", "x", ["y"],
+                                                "argmax_param { top_k: 2 out_max_val: true }"), [g])
     partial_case("common_argmax_axis", lay("am", "ArgMax", "x", ["y"], "argmax_param { axis: 2 top_k: 2 }"), [t])
     partial_case("common_argmax_axis_val", lay("am", "ArgMax", "x", ["y"],
                                                "argmax_param { axis: -1 top_k: 2 out_max_val: true }"), [t])

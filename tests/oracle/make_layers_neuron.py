@@ -11,6 +11,7 @@ make_layers_common.partial_case (a net without force_backward).
 import os
 import sys
 
+import caffe
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -124,10 +125,14 @@ def main():
     case("neuron_inplace_power", inplace % ("pow", "Power", "power_param { power: 0.5 scale: 2 shift: 0.3 }"), [pos])
     case("neuron_inplace_power_noshift", inplace % ("pow", "Power", "power_param { power: 3 scale: 2 }"), [g])
     case("neuron_inplace_power_sq", inplace % ("pow", "Power", "power_param { power: 2 scale: 0.5 shift: 1 }"), [g])
+    case("neuron_inplace_power_affine", inplace % ("pow", "Power", "power_param { scale: 2 shift: -1 }"), [g])
+    case("neuron_inplace_power_default", inplace % ("pow", "Power", ""), [g])
     case("neuron_inplace_sigmoid", inplace % ("sig", "Sigmoid", ""), [big])
     case("neuron_inplace_exp", inplace % ("exp", "Exp", "exp_param { base: 2 scale: 0.5 shift: 1 }"), [g])
     case("neuron_inplace_prelu", inplace % ("prelu", "PReLU", ""), [kink0])
-    # TRAIN with a random mask: compared by distribution (values and kept fraction)
+    # TRAIN with a random mask: compared by distribution (values and kept fraction); Caffe's RNG is
+    # seeded so that re-running this script rewrites the same file
+    caffe.set_random_seed(1701)
     case("neuron_dropout_train_dist", neuron("drop", "Dropout", "dropout_param { dropout_ratio: 0.3 }"),
          [np.ones((1000,), np.float32)], phase="TRAIN")
 

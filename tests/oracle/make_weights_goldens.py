@@ -9,8 +9,8 @@ last draw stays), then (2) re-runs itself inside real Caffe (/work/shared/oracle
 into tests/golden/weights/:
 
   caffe_small.caffemodel + caffe_small.npz: a net Caffe built from small.prototxt, every blob set from
-      np.random.RandomState(3).standard_normal in the same order, saved by Caffe's net.save;
-      npz "<layer>.<i>" = the values.
+      np.random.RandomState(3).standard_normal in the same order, saved by Caffe's net.save (and
+      net.save_hdf5: caffe_small.caffemodel.h5); npz "<layer>.<i>" = the values.
   v1_small.caffemodel + v1_small.npz: a V1-format file ('layers', legacy num/channels/height/width
       blobs, plus a layer 'gone' the net lacks) built with Caffe's own caffe_pb2; the npz holds what
       Caffe's net.copy_from read into small.prototxt for the layers the file has, and for 'fresh'
@@ -76,6 +76,7 @@ def caffe_side():
         return f
     set_blobs([(n, [(b.data.shape, setter(b)) for b in bl]) for n, bl in net.params.items()], 3)
     net.save(os.path.join(GOLDEN, "caffe_small.caffemodel"))
+    net.save_hdf5(os.path.join(GOLDEN, "caffe_small.caffemodel.h5"))
     np.savez(os.path.join(GOLDEN, "caffe_small.npz"), **snapshot(net))
 
     # (b) a V1 file with legacy 4-D blobs, read by Caffe

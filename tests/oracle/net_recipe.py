@@ -32,10 +32,13 @@ def blob_values(rng, layer_type, index, shape):
         v = half * u
     elif len(shape) >= 2:
         a = np.float32(np.sqrt(6.0 / int(np.prod(shape[1:]))))
-        v = (np.float32(2) * u - np.float32(1)) * a
+        v = u  # (2u - 1) * a, in place: large blobs are hundreds of MB
+        v *= np.float32(2)
+        v -= np.float32(1)
+        v *= a
     else:
         v = fifth * (u - half)
-    return v.astype(np.float32).reshape(shape)
+    return v.astype(np.float32, copy=False).reshape(shape)
 
 
 def net_weights(seed, layers):
@@ -51,7 +54,7 @@ def net_input(seed, shape):
 
 def checksum(weights):
     """Float64 sum of |w| over all blobs: the test checks it regenerated Caffe's weights."""
-    return float(sum(np.abs(b.astype(np.float64)).sum() for blobs in weights for b in blobs))
+    return float(sum(np.abs(b).sum(dtype=np.float64) for blobs in weights for b in blobs))
 
 
 #: the nets of the whole-net parity test: id -> (file in tests/golden/net/models, copied from

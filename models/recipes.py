@@ -1,0 +1,172 @@
+"""Fine-tuning recipes on emitted nets: swap the classifier, and freeze/unfreeze layers by stage.
+
+`finetune(net, old, new, num_output)` is the recipe of BVLC Caffe's examples/finetune_flickr_style
+(models/finetune_flickr_style/train_val.prototxt): the pretrained classifier `old` gets a new name, so that
+`caffe train -weights` (Net::CopyTrainedLayersFrom, which matches layers by name) leaves it randomly
+initialised, a new width, and learns 10x faster than the pretrained layers (lr_mult 10 on weights,
+20 on biases); tops and bottoms named after it are renamed too. `finetune_solver` gives the matching
+solver: base_lr 0.001 and a stepsize smaller than training from scratch (20000).
+
+`two_stage(net, head, top_blocks)` splits fine-tuning in two runs:
+  stage 1: only the new head learns; every other layer with parameters gets lr_mult 0 on all its blobs
+           (Caffe skips the update of a blob with lr_mult 0: src/caffe/net.cpp, Net::AppendParam);
+  stage 2: the head keeps its multipliers and the top `top_blocks` blocks below it learn at `rate` times
+           the multipliers they had in `net` (1 for a blob without a `param` entry, Caffe's default);
+           everything lower stays at 0. BatchNorm statistics stay at lr_mult 0 always (they
+           are not learned by gradient: src/caffe/layers/batch_norm_layer.cpp).
+A block is a run of layers sharing a key (`block_key`: res3a_* / bn3a_* / scale3a_* -> res3a,
+conv4_2 -> conv4, inception_4a/... -> inception_4a, other names -> themselves), counted downwards from
+the head in net order. Returns the nets and, per stage, {layer: [lr_mult per blob]} of learning layers.
+"""
+import re
+
+from protos import caffe_pb2
+from protos.errors import NetError
+
+from .zoo_common import constant, gaussian
+
+__all__ = ["finetune", "finetune_solver", "two_stage", "block_key", "blob_count", "learning_layers"]
+
+# Layer types with learnable blobs, and how many (Convolution etc. lose one without a bias term).
+_BLOBS = {"Convolution": 2, "Deconvolution": 2, "InnerProduct": 2, "Scale": 2, "BatchNorm": 3, "PReLU": 1,
+          "Bias": 1, "Embed": 2}
+_BIAS_PARAM = {"Convolution": "convolution_param", "Deconvolution": "convolution_param",
+               "InnerProduct": "inner_product_param", "Embed": "embed_param"}
+
+
+def blob_count(layer):
+    """How many parameter blobs `layer` has (0 for layers without any)."""
+    n = _BLOBS.get(layer.type, 0)
+    if layer.type in _BIAS_PARAM and not getattr(layer, _BIAS_PARAM[layer.type]).bias_term:
+        n -= 1
+    if layer.type == "Scale" and not layer.scale_param.bias_term:
+        n -= 1
+    return n
+
+
+def _layer(net, name):
+    for layer in net.layer:
+        if layer.name == name:
+            return layer
+    raise NetError(f"recipes: net '{net.name}' has no layer '{name}'; layers: "
+                   f"{', '.join(l.name for l in net.layer)}")
+
+
+def finetune(net, old, new, num_output, lr_mult=(10, 20), weight_filler=None, bias_filler=None, name=None):
+    """A copy of `net` with classifier layer `old` renamed `new` (and every top/bottom `old` with it),
+    `num_output` outputs, `param` multipliers lr_mult (weights, bias; decay 1 and 0; None removes the
+    param blocks) and, when given, new fillers (dicts, e.g. zoo_common.gaussian(0.01)); `name` renames
+    the net."""
+    out = caffe_pb2.NetParameter()
+    out.CopyFrom(net)
+    if name is not None:
+        out.name = name
+    layer = _layer(out, old)
+    if layer.type not in ("InnerProduct", "Convolution"):
+        raise NetError(f"finetune: layer '{old}' is a {layer.type}; valid classifiers: InnerProduct, Convolution")
+    layer.name = new
+    for other in out.layer:
+        other.bottom[:] = [new if b == old else b for b in other.bottom]
+        other.top[:] = [new if t == old else t for t in other.top]
+    p = getattr(layer, _BIAS_PARAM[layer.type])
+    p.num_output = num_output
+    del layer.param[:]
+    if lr_mult is not None:
+        for i, m in enumerate(lr_mult[:blob_count(layer)]):
+            layer.param.add(lr_mult=m, decay_mult=1 if i == 0 else 0)
+    for field, filler in (("weight_filler", weight_filler), ("bias_filler", bias_filler)):
+        if filler is not None:
+            getattr(p, field).Clear()
+            for k, v in filler.items():
+                setattr(getattr(p, field), k, v)
+    return out
+
+
+def finetune_solver(net="train_val.prototxt", test_iter=100, test_interval=1000, base_lr=0.001, stepsize=20000,
+                    max_iter=100000, display=20, snapshot=10000, snapshot_prefix="snapshot", solver_mode="GPU",
+                    path=None):
+    """The fine-tuning solver of models/finetune_flickr_style/solver.prototxt: step policy (gamma 0.1),
+    momentum 0.9, weight decay 5e-4, base_lr 0.001, stepsize 20000; solver_mode None leaves it out."""
+    from netspec.spec import solver
+    from .zoo_common import finish
+    fields = dict(net=net, test_iter=[test_iter], test_interval=test_interval, base_lr=base_lr, lr_policy="step",
+                  gamma=0.1, stepsize=stepsize, display=display, max_iter=max_iter, momentum=0.9,
+                  weight_decay=0.0005, snapshot=snapshot, snapshot_prefix=snapshot_prefix)
+    if solver_mode is not None:
+        fields["solver_mode"] = solver_mode
+    return finish(solver(**fields), path)
+
+
+_KEYS = [(re.compile(r"^(?:bn|scale)_(conv1)$"), r"\1"),              # ResNet stem: bn_conv1, scale_conv1
+         (re.compile(r"^(?:res|bn|scale)(\d+[a-z]+)_"), r"res\1"),     # res3a_branch2a, bn3a_.., scale3a_..
+         (re.compile(r"^(conv\d+)_\d+$"), r"\1"),                      # VGG conv4_2
+         (re.compile(r"^([^/]+)/"), r"\1")]                            # inception_4a/3x3, fire9/expand1x1
+
+
+def block_key(name):
+    """The block a layer belongs to (see the module docstring)."""
+    for pattern, repl in _KEYS:
+        m = pattern.match(name)
+        if m:
+            return m.expand(repl)
+    return name
+
+
+def _base_mults(layer):
+    """The multipliers a layer learns at when free: its own param lr_mults, 1 where it has none (Caffe's
+    default, src/caffe/net.cpp AppendParam); BatchNorm blobs always 0."""
+    n = blob_count(layer)
+    if layer.type == "BatchNorm":
+        return [0.0] * n
+    return [layer.param[i].lr_mult if i < len(layer.param) else 1.0 for i in range(n)]
+
+
+def _set_mults(layer, values):
+    for i, v in enumerate(values):
+        p = layer.param[i] if i < len(layer.param) else layer.param.add()
+        p.lr_mult = v
+
+
+def learning_layers(net):
+    """{layer name: [lr_mult per blob]} for the layers of `net` with at least one blob that learns."""
+    out = {}
+    for layer in net.layer:
+        n = blob_count(layer)
+        mults = [layer.param[i].lr_mult if i < len(layer.param) else 1.0 for i in range(n)]
+        if layer.type == "BatchNorm":
+            mults = [0.0] * n        # BatchNorm blobs are statistics, never updated by the solver
+        if any(m != 0 for m in mults):
+            out[layer.name] = mults
+    return out
+
+
+def two_stage(net, head, top_blocks=1, rate=0.1):
+    """(stage1, stage2, plan): the two nets and plan = {"stage1": {...}, "stage2": {...}}, each the
+    learning_layers() of that net. `head` names the new layers (a name or a list) learning at their own
+    multipliers in both stages."""
+    heads = {head} if isinstance(head, str) else set(head)
+    for h in heads:
+        _layer(net, h)
+    stage1, stage2 = caffe_pb2.NetParameter(), caffe_pb2.NetParameter()
+    stage1.CopyFrom(net)
+    stage2.CopyFrom(net)
+    first_head = min(i for i, l in enumerate(net.layer) if l.name in heads)
+    keys = []
+    for layer in net.layer[:first_head]:
+        if blob_count(layer) and block_key(layer.name) not in keys:
+            keys.append(block_key(layer.name))
+    if top_blocks > len(keys):
+        raise NetError(f"two_stage: top_blocks={top_blocks} but the net has {len(keys)} blocks below the head")
+    thawed = set(keys[len(keys) - top_blocks:]) if top_blocks else set()
+    for l1, l2 in zip(stage1.layer, stage2.layer):
+        n = blob_count(l1)
+        if not n or l1.name in heads:
+            continue
+        _set_mults(l1, [0.0] * n)
+        base = _base_mults(l2)
+        _set_mults(l2, [m * rate for m in base] if block_key(l2.name) in thawed else [0.0] * n)
+    return stage1, stage2, {"stage1": learning_layers(stage1), "stage2": learning_layers(stage2)}
+
+
+# Defaults of the fine-tuning layers: gaussian(0.01) weights and zero bias, as in the Flickr-style file.
+NEW_WEIGHTS, NEW_BIAS = gaussian(0.01), constant(0)

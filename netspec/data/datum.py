@@ -1,0 +1,72 @@
+"""Caffe's Datum record (caffe.proto; src/caffe/util/io.cpp CVMatToDatum / DecodeDatum*).
+
+A raw datum holds ``channels``, ``height``, ``width`` and ``data`` = C*H*W uint8 bytes in C x H x W
+order (BGR for colour images), or ``float_data`` when ``data`` is empty. An encoded datum
+(``encoded: true``) holds a whole image file in ``data``. ``label`` is an int32.
+"""
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from protos import caffe_pb2
+from protos.errors import DataError
+from .image import AS_STORED, COLOR, GRAY, decode_image
+
+
+def array_to_datum(arr, label=0):
+    """uint8 (or float) C x H x W array -> raw Datum (uint8 -> ``data``, float -> ``float_data``)."""
+    arr = np.asarray(arr)
+    if arr.ndim != 3:
+        raise DataError(f"a Datum holds a C x H x W array, got shape {arr.shape}")
+    d = caffe_pb2.Datum()
+    d.channels, d.height, d.width = (int(x) for x in arr.shape)
+    if arr.dtype == np.uint8:
+        d.data = np.ascontiguousarray(arr).tobytes()
+    else:
+        d.float_data.extend(np.asarray(arr, np.float32).ravel().tolist())
+    d.label = int(label)
+    return d
+
+
+def encoded_datum(data, label=0):
+    d = caffe_pb2.Datum()
+    d.data = bytes(data)
+    d.label = int(label)
+    d.encoded = True
+    return d
+
+
+def parse_datum(value, where="<datum>"):
+    d = caffe_pb2.Datum()
+    try:
+        d.ParseFromString(bytes(value))
+    except DecodeError as e:
+        raise DataError(f"{where}: not a serialized caffe Datum ({e})") from None
+    return d
+
+
+def datum_to_array(d, color_mode=None, where="<datum>"):
+    """The datum's pixels as a C x H x W array: uint8 for ``data`` / encoded, float32 for float_data.
+
+    color_mode applies to encoded datums: "color" (force_color), "gray" (force_gray) or None (as
+    stored). On raw datums Caffe ignores it (it only logs), and so do we.
+    """
+    if d.encoded:
+        mode = {None: AS_STORED, COLOR: COLOR, GRAY: GRAY}[color_mode]
+        return decode_image(d.data, mode, where=where)
+    shape = (d.channels, d.height, d.width)
+    n = shape[0] * shape[1] * shape[2]
+    if d.data:
+        if len(d.data) != n:
+            raise DataError(f"{where}: datum data has {len(d.data)} bytes, channels*height*width = {n}")
+        return np.frombuffer(d.data, np.uint8).reshape(shape)
+    if len(d.float_data) != n:
+        raise DataError(f"{where}: datum float_data has {len(d.float_data)} values, "
+                        f"channels*height*width = {n}")
+    return np.asarray(d.float_data, np.float32).reshape(shape)
+
+
+def datum_shape(d, color_mode=None, where="<datum>"):
+    """(C, H, W) of a datum; encoded datums are decoded to find out (as Caffe's DecodeDatumToCVMat)."""
+    if d.encoded:
+        return datum_to_array(d, color_mode, where).shape
+    return (d.channels, d.height, d.width)

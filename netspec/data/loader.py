@@ -1,0 +1,122 @@
+"""Fast feeding: batches are read, decoded, cropped and mirrored (uint8) in worker processes.
+
+``BatchMaker`` turns a batch index into the batch (its records, uint8 crops, labels and the crop /
+mirror plan per sample); it is a pure function of (source, seed, batch index), so any number of
+workers produces the same batches in the same order. ``Feeder`` runs it through a
+``torch.utils.data.DataLoader`` (``batch_size=None``: one item = one batch) with ``prefetch`` batches
+in flight and pinned memory when the consumer is on a GPU; the float conversion, mean and scale
+(``DataTransformer.finish``) happen once per batch on the consumer's device.
+
+Record order follows Caffe: record p of the stream is ``order[p mod n]``, continuing across the end
+of the source (src/caffe/layers/base_data_layer.cpp, data_layer.cpp, image_data_layer.cpp). With
+``shuffle`` the order is a fresh permutation for every pass over the source, as ImageData reshuffles
+at each wrap; ``skip`` starts the stream later (ImageData's rand_skip).
+"""
+import os
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from protos.errors import DataError
+
+
+def default_workers():
+    env = os.environ.get("RECAFFE_DATA_WORKERS")
+    if env is not None:
+        return max(0, int(env))
+    return min(4, os.cpu_count() or 1)
+
+
+class BatchMaker(Dataset):
+    def __init__(self, source, transformer, batch_size, seed, shuffle=False, skip=0):
+        self.source, self.tf = source, transformer
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.shuffle, self.skip = shuffle, int(skip)
+        self._perm = {}
+
+    def __len__(self):  # the stream is endless; DataLoader never asks with our sampler
+        return 1 << 62
+
+    def indices(self, b):
+        n = len(self.source)
+        out = []
+        for p in range(self.skip + b * self.batch_size, self.skip + (b + 1) * self.batch_size):
+            epoch, k = divmod(p, n)
+            out.append(self._order(epoch)[k] if self.shuffle else k)
+        return out
+
+    def _order(self, epoch):
+        if epoch not in self._perm:
+            rng = np.random.default_rng([self.seed, 1, epoch])
+            self._perm = {epoch: rng.permutation(len(self.source))}
+        return self._perm[epoch]
+
+    def __getitem__(self, b):
+        idx = self.indices(b)
+        records = self.source.load_many(idx)
+        rng = np.random.default_rng([self.seed, 2, b]) if self.tf.random else None
+        shape0 = records[0][0].shape
+        self.tf.check_source_shape(shape0)
+        pieces, plans = [], []
+        for i, (arr, _) in zip(idx, records):
+            if arr.shape != shape0:
+                raise DataError(f"{self.source.where(i) if hasattr(self.source, 'where') else i}: "
+                                f"record has shape {arr.shape}, the first of its batch has {shape0}; "
+                                f"a batch must have one size (resize when converting)")
+            plan = self.tf.plan(rng, arr.shape)
+            plans.append(plan)
+            pieces.append(self.tf.crop_mirror(arr, plan))
+        data = torch.from_numpy(np.stack(pieces))
+        labels = torch.tensor([r[1] for r in records], dtype=torch.float32)
+        return data, labels, plans
+
+
+class _From:
+    """An endless sampler: batch indices start, start + 1, ..."""
+
+    def __init__(self, start):
+        self.start = start
+
+    def __iter__(self):
+        b = self.start
+        while True:
+            yield b
+            b += 1
+
+
+class Feeder:
+    """Endless iterator of (float data, labels) batches on ``device``."""
+
+    def __init__(self, maker, num_workers=None, prefetch=4, device="cpu", start=0):
+        self.maker = maker
+        self.device = torch.device(device)
+        workers = default_workers() if num_workers is None else num_workers
+        self.next_batch = start
+        if workers == 0:
+            self._it = None
+        else:
+            loader = DataLoader(maker, batch_size=None, sampler=_From(start), num_workers=workers,
+                                prefetch_factor=max(1, -(-int(prefetch) // workers)),
+                                pin_memory=self.device.type == "cuda", persistent_workers=False,
+                                collate_fn=lambda x: x,
+                                multiprocessing_context="fork" if os.name == "posix" else None)
+            self._it = iter(loader)
+
+    def __next__(self):
+        if self._it is None:
+            data, labels, plans = self.maker[self.next_batch]
+        else:
+            data, labels, plans = next(self._it)
+        self.next_batch += 1
+        nb = self.device.type == "cuda"
+        data = data.to(self.device, non_blocking=nb)
+        return self.maker.tf.finish(data, plans), labels.to(self.device, non_blocking=nb)
+
+    def __iter__(self):
+        return self
+
+    def close(self):
+        it, self._it = self._it, None
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()

@@ -1,0 +1,123 @@
+"""Caffe's DataTransformer (src/caffe/data_transformer.cpp), split in two stages for fast feeding.
+
+Caffe, per sample: ``do_mirror = mirror && coin``; crop offsets (random in TRAIN, centre in TEST);
+``out[c, h, w'] = (x[c, h+h_off, w+w_off] - mean[c, h+h_off, w+w_off] (or mean_value[c])) * scale``
+with ``w' = W_out-1-w`` when mirrored. Subtraction and scaling are element-wise, so the flip commutes
+with them and the work splits exactly into
+
+1. ``crop_mirror`` (in the loader workers, on uint8 pixels: little memory to move), and
+2. ``finish`` (once per batch, in torch, on the target device): to float, minus the mean (the mean
+   image cropped at each sample's own offset and mirrored with it), times scale.
+
+Both stages together give bit-for-bit Caffe's float32 values. The random draws per sample follow
+Caffe's order (mirror coin if ``mirror``, then h_off, w_off if TRAIN and crop_size); the generator is
+numpy's, seeded per batch from (seed, batch index), so a run is reproducible for a seed whatever the
+number of workers.
+"""
+import numpy as np
+import torch
+
+from protos.errors import DataError
+from .image import COLOR, GRAY
+from .meanfile import read_mean
+
+
+class DataTransformer:
+    def __init__(self, tp, phase="TEST", where="data layer"):
+        self.where = where
+        self.scale = float(tp.scale)
+        self.mirror = bool(tp.mirror)
+        self.crop = int(tp.crop_size)
+        self.train = phase == "TRAIN"
+        if tp.force_color and tp.force_gray:
+            raise DataError(f"{where}: transform_param: force_color and force_gray are exclusive; give one")
+        self.color_mode = COLOR if tp.force_color else GRAY if tp.force_gray else None
+        if tp.mean_file and len(tp.mean_value):
+            raise DataError(f"{where}: transform_param: give mean_file or mean_value, not both")
+        self.mean = read_mean(tp.mean_file) if tp.mean_file else None     # (C, H, W) float32
+        self.mean_value = np.asarray(tp.mean_value, np.float32) if len(tp.mean_value) else None
+        self._mean_t = {}
+
+    @property
+    def random(self):
+        return self.mirror or (self.train and self.crop > 0)
+
+    def check_source_shape(self, shape):
+        """Validate a source (C, H, W) against crop and mean, as Caffe's Transform does."""
+        c, h, w = shape
+        if self.crop and (h < self.crop or w < self.crop):
+            raise DataError(f"{self.where}: image of {h}x{w} is smaller than crop_size {self.crop}")
+        if self.mean is not None and tuple(self.mean.shape) != tuple(shape):
+            raise DataError(f"{self.where}: mean file {self._mean_file_name()} has shape "
+                            f"{tuple(self.mean.shape)}, the data have (C, H, W) = {tuple(shape)}; they must match")
+        if self.mean_value is not None and len(self.mean_value) not in (1, c):
+            raise DataError(f"{self.where}: {len(self.mean_value)} mean_value(s) for {c}-channel data; "
+                            f"give 1 or {c}")
+
+    def _mean_file_name(self):
+        return getattr(self.mean, "path", "") or "(mean_file)"
+
+    def out_shape(self, shape):
+        c, h, w = shape
+        return (c, self.crop, self.crop) if self.crop else (c, h, w)
+
+    def plan(self, rng, shape):
+        """(do_mirror, h_off, w_off) for one sample of source shape (C, H, W), Caffe's draw order."""
+        _, h, w = shape
+        do_mirror = bool(rng.integers(2)) if self.mirror else False
+        h_off = w_off = 0
+        if self.crop:
+            if self.train:
+                h_off = int(rng.integers(h - self.crop + 1))
+                w_off = int(rng.integers(w - self.crop + 1))
+            else:
+                h_off, w_off = (h - self.crop) // 2, (w - self.crop) // 2
+        return do_mirror, h_off, w_off
+
+    def crop_mirror(self, arr, plan):
+        """Stage 1: the cropped (and flipped) source pixels, dtype kept (uint8 stays uint8)."""
+        do_mirror, h_off, w_off = plan
+        if self.crop:
+            arr = arr[:, h_off:h_off + self.crop, w_off:w_off + self.crop]
+        if do_mirror:
+            arr = arr[:, :, ::-1]
+        return arr
+
+    def _mean_tensor(self, device):
+        key = str(device)
+        if key not in self._mean_t:
+            self._mean_t[key] = torch.from_numpy(np.ascontiguousarray(self.mean)).to(device)
+        return self._mean_t[key]
+
+    def finish(self, batch, plans):
+        """Stage 2: float32 (N, C, h, w) = (batch - mean) * scale; ``plans`` one per sample."""
+        x = batch.float() if batch.dtype != torch.float32 else batch.clone()
+        if self.mean is not None:
+            mean = self._mean_tensor(x.device)
+            crop = self.crop
+            if crop:
+                rows = []
+                for do_mirror, h_off, w_off in plans:
+                    m = mean[:, h_off:h_off + crop, w_off:w_off + crop]
+                    rows.append(m.flip(-1) if do_mirror else m)
+                x -= torch.stack(rows)
+            else:
+                if any(p[0] for p in plans):
+                    flips = torch.tensor([p[0] for p in plans], device=x.device)
+                    x -= torch.where(flips[:, None, None, None], mean.flip(-1), mean)
+                else:
+                    x -= mean
+        elif self.mean_value is not None:
+            mv = torch.from_numpy(self.mean_value).to(x.device)
+            x -= mv.view(-1, 1, 1) if len(mv) > 1 else mv
+        if self.scale != 1:
+            x *= self.scale
+        return x
+
+    def transform(self, arr, rng=None):
+        """One C x H x W sample end to end (float32 numpy), e.g. for tests and pycaffe-style use."""
+        arr = np.asarray(arr)
+        self.check_source_shape(arr.shape)
+        plan = self.plan(rng if rng is not None else np.random.default_rng(), arr.shape)
+        piece = np.ascontiguousarray(self.crop_mirror(arr, plan))
+        return self.finish(torch.from_numpy(piece)[None], [plan])[0].numpy()

@@ -1,0 +1,65 @@
+"""pycaffe's process-wide switches: set_mode_cpu / set_mode_gpu / set_device / set_random_seed
+(python/caffe/_caffe.cpp over caffe::Caffe::set_mode, SetDevice, set_random_seed).
+
+recaffe computes on the CPU: the pycaffe facade hands out numpy arrays that share memory with the
+net's tensors, which needs host memory. ``set_mode_gpu()`` therefore records the request and, when
+CUDA is available, says so (nets can be moved with ``net.torch_net.to('cuda')`` and used as torch
+modules); without CUDA it warns once and stays on the CPU. Either way scripts written for GPU Caffe run.
+"""
+import random
+import warnings
+
+import numpy as np
+import torch
+
+_state = {"mode": "CPU", "device": 0, "warned": False}
+
+
+def set_mode_cpu():
+    _state["mode"] = "CPU"
+
+
+def set_mode_gpu():
+    _state["mode"] = "GPU"
+    if _state["warned"]:
+        return
+    _state["warned"] = True
+    if torch.cuda.is_available():
+        warnings.warn("recaffe: set_mode_gpu(): the pycaffe facade keeps blobs in host memory and runs on the "
+                      "CPU; for CUDA use the torch module net.torch_net.to('cuda') directly", RuntimeWarning,
+                      stacklevel=2)
+    else:
+        warnings.warn("recaffe: set_mode_gpu(): CUDA is not available; running on the CPU", RuntimeWarning,
+                      stacklevel=2)
+
+
+def mode():
+    """'CPU' or 'GPU' (what the script asked for)."""
+    return _state["mode"]
+
+
+def set_device(device_id):
+    device_id = int(device_id)
+    if device_id < 0:
+        raise ValueError(f"set_device: device id must be >= 0, got {device_id}")
+    _state["device"] = device_id
+
+
+def set_random_seed(seed):
+    """Seed every generator recaffe draws from (fillers, dropout, data shuffling and mirroring)."""
+    seed = int(seed)
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    random.seed(seed)
+
+
+def solver_count():
+    return 1
+
+
+def solver_rank():
+    return 0
+
+
+def init_log(*args, **kwargs):
+    """pycaffe's glog initialisation; logging goes through Python's logging here."""

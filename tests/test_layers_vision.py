@@ -1,0 +1,151 @@
+"""Vision layers (Convolution, Deconvolution, Pooling, SPP, Im2col, LRN, Crop) against Caffe goldens
+(tests/oracle/make_layers_vision.py); STOCHASTIC pooling against its closed form (Caffe's CPU build
+cannot run it); bad-input errors."""
+import glob
+import os
+
+import numpy as np
+import pytest
+import torch
+from google.protobuf import text_format
+
+from layer_harness import GOLDEN, check_case, load_case
+from netspec.layers import layer_class
+from protos import caffe_pb2
+from protos.errors import NetError
+
+CASES = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(GOLDEN, "vision_*.npz")))
+NO_BACKWARD = {"vision_pool_max_empty"}   # Caffe would write the empty window's gradient to index -1
+
+
+def test_golden_set_is_complete():
+    assert len(CASES) >= 50
+    for prefix in ("conv", "deconv", "pool_max", "pool_ave", "pool_global", "spp", "im2col", "lrn_across",
+                   "lrn_within", "crop"):
+        assert any(c.startswith("vision_" + prefix) for c in CASES), prefix
+
+
+@pytest.mark.parametrize("case_id", [c for c in CASES if c not in NO_BACKWARD])
+def test_parity(case_id):
+    check_case(case_id)
+
+
+def test_max_pool_empty_window_forward():
+    """A CEIL window starting past an unpadded input: Caffe outputs -FLT_MAX with mask -1."""
+    layer, tops = check_case("vision_pool_max_empty", backward=False)
+    assert (load_case("vision_pool_max_empty")["top_1"] == -1).any()
+
+
+def test_goldens_exercise_the_traps():
+    """The pooling goldens really contain what they claim (ties, clipped windows, NaN/empty)."""
+    m = load_case("vision_pool_max_mask")
+    x = m["bottom_0"]
+    assert len(np.unique(x)) <= 4      # small integers: ties in most windows
+    assert m["top_0"].shape[2:] == (3, 3)            # ceil: (7-3)/2 -> 3 rows, (6-3)/2 -> 3 columns
+    assert load_case("vision_pool_max_clip")["top_0"].shape[2:] == (3, 3)   # ceil gives 4, clip 3
+    assert np.isnan(load_case("vision_pool_ave_empty")["top_0"]).any()
+    assert load_case("vision_pool_max_floor")["top_0"].shape[2:] == (3, 4)
+    assert load_case("vision_conv_short")["top_0"].shape[2:] == (1, 1)
+
+
+def test_max_pool_mask_is_first_max_in_row_major_order():
+    """Check Caffe's tie rule directly on its own golden: the mask is the first maximal cell."""
+    m = load_case("vision_pool_max_mask")
+    x, y, mask = m["bottom_0"], m["top_0"], m["top_1"].astype(int)
+    for n in range(x.shape[0]):
+        for c in range(x.shape[1]):
+            for ph in range(y.shape[2]):
+                for pw in range(y.shape[3]):
+                    win = x[n, c, 2 * ph:2 * ph + 3, 2 * pw:2 * pw + 3]
+                    r, q = np.unravel_index(np.argmax(win), win.shape)   # numpy: first max
+                    assert mask[n, c, ph, pw] == (2 * ph + r) * x.shape[3] + 2 * pw + q
+
+
+def build(text, shapes, phase="TEST"):
+    lp = caffe_pb2.LayerParameter()
+    text_format.Merge(text, lp)
+    return layer_class(lp.type, lp.name)(lp, shapes, phase)
+
+
+def stochastic_reference(x, k, s):
+    """Caffe's StoPoolForwardTest (pooling_layer.cu): sum(x^2)/sum(x) over the window clipped to the
+    image, 0 when the sum is not positive; output size from the CEIL rule without padding."""
+    N, C, H, W = x.shape
+    PH, PW = -(-(H - k) // s) + 1, -(-(W - k) // s) + 1
+    out = np.zeros((N, C, PH, PW), np.float64)
+    for ph in range(PH):
+        for pw in range(PW):
+            win = x[:, :, ph * s:min(ph * s + k, H), pw * s:min(pw * s + k, W)].astype(np.float64)
+            tot = win.sum((2, 3))
+            out[:, :, ph, pw] = np.where(tot > 0, (win ** 2).sum((2, 3)) / np.where(tot > 0, tot, 1), 0)
+    return out
+
+
+def test_stochastic_pool_test_phase_closed_form():
+    x = np.abs(np.random.RandomState(3).randn(2, 3, 7, 6)).astype(np.float32)
+    x[0, 0] = 0.0                      # all-zero windows give 0
+    x[1, 1, :3, :3] = -1.0             # a negative sum gives 0
+    layer = build('name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: STOCHASTIC '
+                  'kernel_size: 3 stride: 2 }', [x.shape], "TEST")
+    y = layer(torch.from_numpy(x))[0]
+    assert tuple(y.shape) == layer.top_shapes[0] == (2, 3, 3, 3)
+    np.testing.assert_allclose(y.numpy(), stochastic_reference(x, 3, 2), rtol=1e-5, atol=1e-6)
+
+
+def test_stochastic_pool_train_samples_proportionally():
+    """TRAIN picks a window cell with probability value/sum and routes the gradient to it alone."""
+    torch.manual_seed(0)
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 1, 2, 2).expand(4000, 1, 2, 2).contiguous()
+    layer = build('name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: STOCHASTIC '
+                  'kernel_size: 2 stride: 2 }', [tuple(x.shape)], "TRAIN")
+    x.requires_grad_(True)
+    y = layer(x)[0]
+    freq = np.array([(y.detach() == v).float().mean().item() for v in (1, 2, 3, 4)])
+    np.testing.assert_allclose(freq, [0.1, 0.2, 0.3, 0.4], atol=0.03)
+    y.sum().backward()
+    g = x.grad.reshape(4000, 4)
+    assert torch.all(g.sum(1) == 1) and torch.all((g == 0) | (g == 1))
+    picked = torch.tensor([1.0, 2.0, 3.0, 4.0])[g.argmax(1)]
+    assert torch.equal(picked, y.detach().reshape(-1))
+
+
+BAD = [
+    ('name: "c" type: "Convolution" bottom: "x" top: "y" convolution_param { num_output: 3 kernel_size: 3 group: 2 }',
+     [(1, 4, 5, 5)], "group 2 must divide"),
+    ('name: "c" type: "Convolution" bottom: "x" top: "y" convolution_param { num_output: 4 }',
+     [(1, 4, 5, 5)], "kernel_size must be given"),
+    ('name: "c" type: "Convolution" bottom: "x" top: "y" convolution_param { num_output: 4 kernel_size: 3 '
+     'kernel_h: 3 kernel_w: 3 }', [(1, 4, 5, 5)], "not both"),
+    ('name: "c" type: "Convolution" bottom: "a" bottom: "b" top: "y" top: "z" convolution_param { num_output: 2 '
+     'kernel_size: 1 }', [(1, 4, 5, 5), (1, 4, 5, 6)], "same shape"),
+    ('name: "c" type: "Convolution" bottom: "x" top: "y" convolution_param { num_output: 2 kernel_size: 7 }',
+     [(1, 4, 5, 5)], "not positive"),
+    ('name: "d" type: "Deconvolution" bottom: "x" top: "y" convolution_param { num_output: 2 kernel_size: 2 '
+     'stride: 0 }', [(1, 4, 5, 5)], "stride"),
+    ('name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { kernel_size: 3 pad: 3 }',
+     [(1, 1, 5, 5)], "smaller than the kernel"),
+    ('name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { pool: STOCHASTIC kernel_size: 3 pad: 1 }',
+     [(1, 1, 5, 5)], "padding is implemented only"),
+    ('name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { kernel_size: 3 pad: 1 pad_h: 1 pad_w: 1 }',
+     [(1, 1, 5, 5)], "pad OR both"),
+    ('name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { global_pooling: true kernel_size: 2 }',
+     [(1, 1, 5, 5)], "global_pooling"),
+    ('name: "p" type: "Pooling" bottom: "x" top: "y" top: "m" pooling_param { pool: AVE kernel_size: 2 }',
+     [(1, 1, 5, 5)], "only produced by MAX"),
+    ('name: "p" type: "Pooling" bottom: "x" top: "y" pooling_param { kernel_size: 2 }', [(1, 5, 5)], "4 axes"),
+    ('name: "s" type: "SPP" bottom: "x" top: "y" spp_param { pyramid_height: 3 }', [(1, 1, 5, 5)],
+     "smaller than the kernel"),
+    ('name: "l" type: "LRN" bottom: "x" top: "y" lrn_param { local_size: 4 }', [(1, 5, 3, 3)], "odd"),
+    ('name: "cr" type: "Crop" bottom: "x" bottom: "r" top: "y" crop_param { offset: 1 offset: 1 offset: 1 }',
+     [(1, 3, 5, 5), (1, 3, 2, 2)], "one offset per cropped axis"),
+    ('name: "cr" type: "Crop" bottom: "x" bottom: "r" top: "y" crop_param { offset: 3 }',
+     [(1, 3, 5, 5), (1, 3, 3, 3)], "out of bounds"),
+]
+
+
+@pytest.mark.parametrize("text,shapes,what", BAD)
+def test_bad_input_names_the_layer(text, shapes, what):
+    with pytest.raises(NetError) as e:
+        build(text, shapes)
+    name = text.split('"')[1]
+    assert f"layer '{name}'" in str(e.value) and what in str(e.value)
