@@ -15,6 +15,7 @@ and the deploy input style. Fine-tuned variants come from models.recipes.finetun
 """
 from netspec.spec import layers as L, params as P, solver as _solver
 from protos import caffe_pb2
+from protos.errors import NetError
 
 from .zoo_common import LEARN, DataSpec, constant, deploy, finish, gaussian, train_val
 
@@ -43,12 +44,17 @@ def body(n, variant="caffenet", param=LEARN, fillers=True, classifier="fc8", num
          classifier_param=LEARN, classifier_fillers=None):
     """conv1 .. classifier on n.data; returns the classifier's top. classifier_fillers defaults to
     `fillers` (gaussian 0.01, bias 0)."""
+    if variant not in _BIAS_ONE:
+        raise NetError(f"alexnet.body: variant '{variant}' is not valid; valid: {', '.join(_BIAS_ONE)}")
     one = _BIAS_ONE[variant]
     extra = {} if param is None else dict(param=param)
     x = n.data
     for i, (name, ks, nout, stride, pad, group, bias_one) in enumerate(_CONVS, 1):
-        kw = dict(num_output=nout, kernel_size=ks)
-        kw.update({k: v for k, v in (("pad", pad), ("group", group)) if v != (0 if k == "pad" else 1)})
+        kw = dict(num_output=nout, kernel_size=ks)       # pad, group, stride: only when not default
+        if pad:
+            kw["pad"] = pad
+        if group != 1:
+            kw["group"] = group
         if stride != 1:
             kw["stride"] = stride
         if fillers:
@@ -84,7 +90,7 @@ def heads(n, score, order="accuracy_first", loss_top=True, accuracy="accuracy"):
     def add_accuracy():
         n[accuracy] = L.Accuracy(score, n.label, include=dict(phase=caffe_pb2.TEST))
     if order not in ("accuracy_first", "loss_first"):
-        raise ValueError(f"heads: order '{order}' is not valid; valid: accuracy_first, loss_first")
+        raise NetError(f"heads: order '{order}' is not valid; valid: accuracy_first, loss_first")
     for add in ((add_accuracy, add_loss) if order == "accuracy_first" else (add_loss, add_accuracy)):
         add()
 

@@ -17,15 +17,24 @@ solver: base_lr 0.001 and a stepsize smaller than training from scratch (20000).
 A block is a run of layers sharing a key (`block_key`: res3a_* / bn3a_* / scale3a_* -> res3a,
 conv4_2 -> conv4, inception_4a/... -> inception_4a, other names -> themselves), counted downwards from
 the head in net order. Returns the nets and, per stage, {layer: [lr_mult per blob]} of learning layers.
+
+`flickr_style()` and `oxford102(net)` are the published recipes built with these (file name -> message);
+tools/emit_zoo.py writes them under models/zoo/.
 """
+import os
 import re
 
+from netspec.spec import solver as _solver
 from protos import caffe_pb2
 from protos.errors import NetError
 
-from .zoo_common import constant, gaussian
+from . import alexnet, resnet, vgg
+from .zoo_common import DataSpec, constant, finish, gaussian
 
-__all__ = ["finetune", "finetune_solver", "two_stage", "block_key", "blob_count", "learning_layers"]
+__all__ = ["finetune", "finetune_solver", "two_stage", "block_key", "blob_count", "learning_layers", "NEW_LAYER"]
+
+# The new classifier of the Flickr-style recipe: gaussian(0.01) weights, zero bias, learning 10x / 20x.
+NEW_LAYER = dict(lr_mult=(10, 20), weight_filler=gaussian(0.01), bias_filler=constant(0))
 
 # Layer types with learnable blobs, and how many (Convolution etc. lose one without a bias term).
 _BLOBS = {"Convolution": 2, "Deconvolution": 2, "InnerProduct": 2, "Scale": 2, "BatchNorm": 3, "PReLU": 1,
@@ -87,14 +96,12 @@ def finetune_solver(net="train_val.prototxt", test_iter=100, test_interval=1000,
                     path=None):
     """The fine-tuning solver of models/finetune_flickr_style/solver.prototxt: step policy (gamma 0.1),
     momentum 0.9, weight decay 5e-4, base_lr 0.001, stepsize 20000; solver_mode None leaves it out."""
-    from netspec.spec import solver
-    from .zoo_common import finish
     fields = dict(net=net, test_iter=[test_iter], test_interval=test_interval, base_lr=base_lr, lr_policy="step",
                   gamma=0.1, stepsize=stepsize, display=display, max_iter=max_iter, momentum=0.9,
                   weight_decay=0.0005, snapshot=snapshot, snapshot_prefix=snapshot_prefix)
     if solver_mode is not None:
         fields["solver_mode"] = solver_mode
-    return finish(solver(**fields), path)
+    return finish(_solver(**fields), path)
 
 
 _KEYS = [(re.compile(r"^(?:bn|scale)_(conv1)$"), r"\1"),              # ResNet stem: bn_conv1, scale_conv1
@@ -140,10 +147,11 @@ def learning_layers(net):
     return out
 
 
-def two_stage(net, head, top_blocks=1, rate=0.1):
+def two_stage(net, head, top_blocks=1, rate=0.1, folder=None):
     """(stage1, stage2, plan): the two nets and plan = {"stage1": {...}, "stage2": {...}}, each the
     learning_layers() of that net. `head` names the new layers (a name or a list) learning at their own
-    multipliers in both stages."""
+    multipliers in both stages. With `folder`, also writes train_val_stage1.prototxt and
+    train_val_stage2.prototxt there."""
     heads = {head} if isinstance(head, str) else set(head)
     for h in heads:
         _layer(net, h)
@@ -165,8 +173,71 @@ def two_stage(net, head, top_blocks=1, rate=0.1):
         _set_mults(l1, [0.0] * n)
         base = _base_mults(l2)
         _set_mults(l2, [m * rate for m in base] if block_key(l2.name) in thawed else [0.0] * n)
+    if folder is not None:
+        os.makedirs(folder, exist_ok=True)
+        for k, stage in ((1, stage1), (2, stage2)):
+            finish(stage, os.path.join(folder, f"train_val_stage{k}.prototxt"))
     return stage1, stage2, {"stage1": learning_layers(stage1), "stage2": learning_layers(stage2)}
 
 
-# Defaults of the fine-tuning layers: gaussian(0.01) weights and zero bias, as in the Flickr-style file.
-NEW_WEIGHTS, NEW_BIAS = gaussian(0.01), constant(0)
+# ---------------------------------------------------------------- the published recipes, as file sets
+
+def flickr_style():
+    """models/finetune_flickr_style of BVLC Caffe: CaffeNet on ImageData lists of Flickr Style (20 classes),
+    fc8 -> fc8_flickr. {file name: message} for train_val, deploy and solver."""
+    data = DataSpec("data/flickr_style/train.txt", "data/flickr_style/test.txt", 50, 50, 227, kind="ImageData",
+                    mean_file="data/ilsvrc12/imagenet_mean.binaryproto")
+    name = "FlickrStyleCaffeNet"
+    return {
+        "train_val.prototxt": finetune(alexnet.caffenet_train_val(name, data), "fc8", "fc8_flickr", 20, **NEW_LAYER),
+        "deploy.prototxt": finetune(alexnet.caffenet_deploy(name, param=alexnet.LEARN, fillers=True), "fc8",
+                                    "fc8_flickr", 20, **NEW_LAYER),
+        "solver.prototxt": finetune_solver("models/finetune_flickr_style/train_val.prototxt", test_iter=100,
+                                           snapshot_prefix="models/finetune_flickr_style/finetune_flickr_style",
+                                           solver_mode=None)}
+
+
+# net -> (fish145 net name, classifier, new name, new weight filler, data kind, sources, batches, crop, test_iter)
+_OXFORD102 = {
+    "caffenet": ("Oxford102_CaffeNet", "fc8", "fc8_oxford_102", gaussian(0.01), "ImageData",
+                 ("../train.txt", "../valid.txt"), (50, 50), 227, 21),
+    "vgg16": ("Oxford102_VGG16", "fc8", "fc8_oxford102", gaussian(0.01), "ImageData",
+              ("../train.txt", "../valid.txt"), (50, 20), 224, 51),
+    "resnet50": ("Oxford102_Resnet50", "fc1000", "fc_oxford102", dict(type="msra"), "Data",
+                 ("../oxford102_train_lmdb", "../oxford102_valid_lmdb"), (25, 1), 224, 1020),
+}
+# two-stage defaults: blocks thawed in stage 2 (CaffeNet fc6 fc7; VGG16 conv5 fc6 fc7; ResNet-50 res5a..c)
+TOP_BLOCKS = {"caffenet": 2, "vgg16": 3, "resnet50": 3}
+
+
+def oxford102(net, two_stages=True, rate=0.1):
+    """The Oxford 102 Flowers recipe of fish145/fine-tuning for `net` ("caffenet", "vgg16", "resnet50"):
+    train_val and solver as published (relative paths: run from the recipe folder, lists and LMDBs one
+    folder up), a deploy net (Input 10 x 3 x crop x crop) and, with two_stages, train_val_stage1/2 and
+    solver_stage1/2 from `two_stage` (stage 1 for 10000 iterations, stage 2 from its weights for 20000)."""
+    if net not in _OXFORD102:
+        raise NetError(f"oxford102: unknown net '{net}'; valid: {', '.join(_OXFORD102)}")
+    name, old, new, filler, kind, sources, batches, crop, test_iter = _OXFORD102[net]
+    data = DataSpec(*sources, *batches, crop, kind=kind, mean_file="../imagenet_mean.binaryproto")
+    ft = dict(lr_mult=(10, 20), weight_filler=filler, bias_filler=constant(0))
+    if net == "caffenet":
+        tv = alexnet.caffenet_train_val(name, data, head="loss_first")
+        dep = alexnet.caffenet_deploy(name)
+    elif net == "vgg16":
+        tv = vgg.vgg16_train_val(name, data, loss_top=False)
+        dep = vgg.vgg16_deploy(name, param=None, fillers=False, classifier_param=None, classifier_fillers=False)
+    else:
+        tv = resnet.resnet50_train_val(name, data)
+        dep = resnet.resnet50_deploy(name, batch=10, input_style="layer")
+    tv = finetune(tv, old, new, 102, **ft)
+    files = {"train_val.prototxt": tv, "deploy.prototxt": finetune(dep, old, new, 102, lr_mult=None),
+             "solver.prototxt": finetune_solver(test_iter=test_iter, test_interval=500, max_iter=50000, display=50,
+                                                snapshot=5000)}
+    if two_stages:
+        s1, s2, _ = two_stage(tv, new, TOP_BLOCKS[net], rate)
+        files.update({"train_val_stage1.prototxt": s1, "train_val_stage2.prototxt": s2})
+        for k, iters in ((1, 10000), (2, 20000)):
+            files[f"solver_stage{k}.prototxt"] = finetune_solver(
+                f"train_val_stage{k}.prototxt", test_iter=test_iter, test_interval=500, max_iter=iters,
+                stepsize=iters * 2 // 5, display=50, snapshot=iters // 2, snapshot_prefix=f"snapshot_stage{k}")
+    return files

@@ -60,15 +60,6 @@ class DataSpec:
         self.crop_size, self.mean_file, self.mean_value = crop_size, mean_file, mean_value
         self.mirror, self.new_size, self.backend = mirror, new_size, backend
 
-    def replace(self, **changes):
-        """A copy with some arguments changed (same names as the constructor's)."""
-        args = dict(train_source=self.sources[caffe_pb2.TRAIN], test_source=self.sources[caffe_pb2.TEST],
-                    batch_size=self.batch[caffe_pb2.TRAIN], test_batch_size=self.batch[caffe_pb2.TEST],
-                    crop_size=self.crop_size, kind=self.kind, mean_file=self.mean_file,
-                    mean_value=self.mean_value, mirror=self.mirror, new_size=self.new_size, backend=self.backend)
-        args.update(changes)
-        return DataSpec(**args)
-
     def add(self, n, phase):
         """Set n.data, n.label to the input layer of `phase` (caffe_pb2.TRAIN or TEST)."""
         transform = {}

@@ -23,7 +23,7 @@ from torch import nn
 from protos import caffe_pb2
 from protos.errors import NetError
 from protos.io import read_net
-from . import netbuild, netparams
+from . import netbuild, netfuse, netparams
 from .layers import layer_class
 from .layers.base import Layer
 
@@ -65,6 +65,8 @@ class Net(nn.Module):
         #: the tensors fed to the Input tops in the last forward (with force_backward: leaves that
         #: require grad, so ``net.input_blobs[name].grad`` is Caffe's input diff after backward)
         self.input_blobs = {}
+        #: run BatchNorm(global stats) + in-place Scale pairs as one batch_norm call (netspec.netfuse)
+        self.fuse_bn_scale = True
         #: when True, forward calls retain_grad() on every blob that requires grad (diffs for inspection)
         self.retain_blob_grads = False
         if weights:
@@ -134,6 +136,7 @@ class Net(nn.Module):
         self.blob_names = list(shapes)
         self.outputs = sorted(available)     # std::set order, as Caffe's net outputs
         self._mark_grad_free_layers()
+        netfuse.plan(self)
         self._index = {n: i for i, n in reversed(list(enumerate(self.layer_names)))}
 
     def _mark_grad_free_layers(self):
@@ -163,7 +166,17 @@ class Net(nn.Module):
                            f"inputs are {', '.join(self.inputs) or 'none'}")
         total = None
         blobs.update(fed)
-        for s in self._steps[i0:i1 + 1]:
+        fused = False
+        for k in range(i0, i1 + 1):
+            s = self._steps[k]
+            if fused:       # this Scale ran inside the BatchNorm step before it
+                fused = False
+                continue
+            if s.fuse and k < i1 and self.fuse_bn_scale:
+                fused, nxt = True, self._steps[k + 1]
+                with torch.no_grad() if s.grad_free else contextlib.nullcontext():
+                    blobs[nxt.tops[0]] = netfuse.bn_scale(s.layer, nxt.layer, blobs[s.bottoms[0]])
+                continue
             if s.tops and all(t in fed for t in s.tops if t != AUTO_TOP) and not s.layer.lp.bottom:
                 tops = [fed[t] for t in s.tops]
                 if self.force_backward and getattr(s.layer, "feeds_inputs", False):
@@ -261,11 +274,11 @@ class Net(nn.Module):
 
 
 class _Step:
-    __slots__ = ("layer", "bottoms", "tops", "loss", "detach", "grad_free")
+    __slots__ = ("layer", "bottoms", "tops", "loss", "detach", "grad_free", "fuse")
 
     def __init__(self, layer, bottoms, tops, loss, detach):
         self.layer, self.bottoms, self.tops, self.loss, self.detach = layer, bottoms, tops, loss, detach
-        self.grad_free = False
+        self.grad_free = self.fuse = False
 
 
 def _copy(lp):

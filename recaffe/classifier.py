@@ -13,6 +13,10 @@ class Classifier(Net):
     def __init__(self, model_file, pretrained_file, image_dims=None, mean=None, input_scale=None,
                  raw_scale=None, channel_swap=None):
         super().__init__(model_file, TEST, weights=pretrained_file)
+        self._configure(image_dims, mean, input_scale, raw_scale, channel_swap)
+
+    def _configure(self, image_dims, mean, input_scale, raw_scale, channel_swap):
+        """Set up the Transformer and crop/image sizes for the current input blob shape."""
         in_ = self.inputs[0]
         self.transformer = caffe_io.Transformer({in_: self.blobs[in_].data.shape})
         self.transformer.set_transpose(in_, (2, 0, 1))

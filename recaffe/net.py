@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from netspec.net import AUTO_TOP, Net as _TorchNet, _ImplicitSplit
+from protos import caffe_pb2
 from protos.errors import NetError
 from . import _batching
 from .blob import Blob, LayerView
@@ -73,10 +74,11 @@ class Net:
         self._attach(torch_net)
         return self
 
-    def _attach(self, tnet):
+    def _attach(self, tnet, inputs=None):
         self.torch_net = tnet
         tnet._pycaffe_facade = self
-        self._inputs = {n: torch.zeros(tnet.blob_shapes[n]) for n in tnet.inputs}
+        self._inputs = inputs or {n: torch.zeros(tnet.blob_shapes[n]) for n in tnet.inputs}
+        self._built_shapes = {n: tuple(tnet.blob_shapes[n]) for n in tnet.inputs}
         self._diff_src, self._diffs, self._layer_out = {}, {}, {}
         names = [n for n in tnet.blob_names if n != AUTO_TOP]
         self.blobs = collections.OrderedDict((n, Blob(self, n)) for n in names)
@@ -136,7 +138,29 @@ class Net:
                 self._inputs[name] = torch.zeros(shape)
         else:
             tnet.blobs[name] = torch.zeros(shape)
-        tnet.blob_shapes[name] = shape
+            tnet.blob_shapes[name] = shape
+
+    def _sync_input_shapes(self):
+        """Layers are built for fixed bottom shapes; when an input blob was given a new shape, rebuild the
+        torch net for it (Input shapes changed), keeping the very same parameter tensors (Net::Reshape)."""
+        changed = {n: tuple(t.shape) for n, t in self._inputs.items() if tuple(t.shape) != self._built_shapes[n]}
+        if not changed:
+            return
+        old = self.torch_net
+        param = caffe_pb2.NetParameter()
+        param.CopyFrom(old.net_param)
+        for lp in param.layer:
+            if lp.type != "Input" or not any(t in changed for t in lp.top):
+                continue
+            shapes = [list(lp.input_param.shape[i if len(lp.input_param.shape) > 1 else 0].dim)
+                      for i in range(len(lp.top))]
+            del lp.input_param.shape[:]
+            for t, dims in zip(lp.top, shapes):
+                lp.input_param.shape.add().dim.extend(changed.get(t, dims))
+        new = _TorchNet(param, phase=old.phase, stages=tuple(old.state.stage), level=old.state.level)
+        new.share_with(old)
+        new.train(old.training)
+        self._attach(new, self._inputs)
 
     def _make_hook(self, i):
         step = self.torch_net._steps[i]
@@ -178,6 +202,7 @@ class Net:
         tops of ``end``) plus ``blobs``; keyword arguments are copied into the input blobs first."""
         if kwargs:
             self._feed(kwargs)
+        self._sync_input_shapes()
         tnet = self.torch_net
         if start is not None:
             self._layer_index(start)
@@ -271,6 +296,7 @@ class Net:
     def reshape(self):
         """Propagate the input shapes through the net (Net::Reshape): afterwards every blob has its new
         shape. Runs the layers after the data layers once without autograd (data is not consumed)."""
+        self._sync_input_shapes()
         tnet = self.torch_net
         first = next((i for i, s in enumerate(tnet._steps) if not getattr(s.layer, "is_data", False)), None)
         if first is None:
@@ -285,8 +311,11 @@ class Net:
 
     def set_input_arrays(self, data, labels):
         """Feed a MemoryData layer (the net's first layer) with N x C x H x W data and N labels."""
-        from ._memory import set_input_arrays
-        set_input_arrays(self, data, labels)
+        first = self.torch_net.layers[0] if len(self.torch_net.layers) else None
+        if first is None or first.type != "MemoryData":
+            raise NetError(f"net '{self.torch_net.name}': set_input_arrays needs a MemoryData layer as the first "
+                           f"layer, the first is {first.type if first is not None else 'none'}")
+        first.set_input_arrays(data, np.asarray(labels).reshape(len(labels)))
 
     # -- weights -----------------------------------------------------------------------------------
     def copy_from(self, path):

@@ -4,22 +4,20 @@ Caffe keeps images as uint8 **BGR**, channel-major (C x H x W) once in a Datum. 
 
 * colour (``imread(.., IMREAD_COLOR)``): every image becomes 3-channel BGR (grey replicated);
 * grey (``IMREAD_GRAYSCALE``): 1 channel. For JPEG, libjpeg is asked for grey output (the Y plane,
-  no chroma) -- PIL's ``draft('L')`` asks libjpeg for the same thing. For other formats OpenCV/libpng
-  use ``(9798 R + 19235 G + 3735 B + 16384) >> 15`` (libpng's rgb_to_gray with 0.299/0.587), which we
-  reproduce exactly instead of PIL's ``convert('L')``;
+  no chroma) -- PIL's ``draft('L')`` asks libjpeg for the same thing. For PNG, OpenCV asks libpng's
+  rgb_to_gray with 0.299/0.587, i.e. ``(9797 R + 19234 G + 3737 B) >> 15`` (truncated); other formats
+  go through ``cvtColor`` (``(4899 R + 9617 G + 1868 B + 8192) >> 14``). Both reproduced exactly
+  (checked against Caffe's --gray LMDB), rather than PIL's ``convert('L')``;
 * "as stored" (encoded datum without force_color/force_gray): grey stays 1 channel, colour -> BGR.
 
-Resize (``cv::resize`` INTER_LINEAR): we use ``torch.nn.functional.interpolate(mode='bilinear',
-align_corners=False, antialias=False)``, the same half-pixel mapping and edge clamping as OpenCV but
-in floating point (OpenCV uses 11-bit fixed-point weights), rounded to uint8. The pixel difference to
-Caffe's resize is bounded in tests/test_data_codec.py (<= 2 levels; OpenCV's special 2x INTER_AREA
-shortcut is not reproduced).
+Resize (``cv::resize`` INTER_LINEAR): OpenCV's fixed-point bilinear re-done in numpy (half-pixel
+mapping, clamped edges, 11-bit weights, its SIMD rounding of the vertical pass). It matches Caffe's
+resize exactly when shrinking; when enlarging, the clamped first/last rows may differ by 1 level. Not
+reproduced: OpenCV's INTER_AREA shortcut for exact 2x shrinking. Bounds: tests/test_data_codec.py.
 """
 import io
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from protos.errors import DataError
@@ -27,9 +25,11 @@ from protos.errors import DataError
 COLOR, GRAY, AS_STORED = "color", "gray", "as_stored"
 
 
-def _rgb_to_gray_libpng(rgb):
+def _rgb_to_gray(rgb, fmt):
     r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
-    return ((9798 * r + 19235 * g + 3735 * b + 16384) >> 15).astype(np.uint8)
+    if fmt == "PNG":   # libpng png_do_rgb_to_gray, no gamma: truncating fixed point
+        return ((9797 * r + 19234 * g + 3737 * b) >> 15).astype(np.uint8)
+    return ((4899 * r + 9617 * g + 1868 * b + 8192) >> 14).astype(np.uint8)  # cv::cvtColor RGB2GRAY
 
 
 def decode_image(data, mode=COLOR, where="<bytes>"):
@@ -51,7 +51,7 @@ def decode_image(data, mode=COLOR, where="<bytes>"):
         elif img.mode in ("1", "LA") or stored_gray:
             arr = np.asarray(img.convert("L"))
         else:
-            arr = _rgb_to_gray_libpng(np.asarray(img.convert("RGB")))
+            arr = _rgb_to_gray(np.asarray(img.convert("RGB")), img.format)
         return np.ascontiguousarray(arr[None])
     rgb = np.asarray(img.convert("RGB"))
     return np.ascontiguousarray(rgb[:, :, ::-1].transpose(2, 0, 1))
@@ -73,13 +73,34 @@ def read_image(path, mode=COLOR, height=0, width=0):
     return resize(arr, height, width) if height > 0 and width > 0 else arr
 
 
+def _linear_taps(src, dst):
+    """OpenCV's INTER_LINEAR taps: half-pixel source positions (float32), edges clamped, weights
+    rounded to 11-bit fixed point (INTER_RESIZE_COEF_BITS) independently."""
+    f = ((np.arange(dst) + 0.5) * (src / dst) - 0.5).astype(np.float32)
+    s0 = np.floor(f).astype(np.int64)
+    f = f - s0
+    f[s0 < 0] = 0
+    s0[s0 < 0] = 0
+    hi = s0 >= src - 1
+    f[hi] = 0
+    s0[hi] = src - 1
+    w0 = np.rint((1 - f) * 2048).astype(np.int32)
+    w1 = np.rint(f * 2048).astype(np.int32)
+    return s0, np.minimum(s0 + 1, src - 1), w0, w1
+
+
 def resize(chw, height, width):
-    """Bilinear resize of a uint8 CHW array to (height, width) (OpenCV INTER_LINEAR mapping)."""
+    """Bilinear resize of a uint8 CHW array to (height, width), OpenCV's INTER_LINEAR fixed point:
+    horizontal taps to 11-bit ints, then the vertical pass as OpenCV's SIMD path rounds it."""
     if chw.shape[1] == height and chw.shape[2] == width:
         return chw
-    t = torch.from_numpy(np.ascontiguousarray(chw)).unsqueeze(0).float()
-    out = F.interpolate(t, size=(height, width), mode="bilinear", align_corners=False, antialias=False)
-    return out.round_().clamp_(0, 255).to(torch.uint8)[0].numpy()
+    x0, x1, a0, a1 = _linear_taps(chw.shape[2], width)
+    y0, y1, b0, b1 = _linear_taps(chw.shape[1], height)
+    src = chw.astype(np.int32)
+    rows = src[:, :, x0] * a0 + src[:, :, x1] * a1
+    r0, r1 = rows[:, y0] >> 4, rows[:, y1] >> 4
+    out = (((b0[:, None] * r0) >> 16) + ((b1[:, None] * r1) >> 16) + 2) >> 2
+    return np.clip(out, 0, 255).astype(np.uint8)
 
 
 def encode_image(chw, fmt):

@@ -39,6 +39,8 @@ def _shared_env(path):
     key = (os.path.realpath(path), os.getpid())
     env = _ENVS.get(key)
     if env is None:
+        for k in [k for k in _ENVS if k[0] == key[0] and k[1] != key[1]]:
+            _ENVS.pop(k).close()   # inherited through fork: py-lmdb refuses a new open until closed
         try:
             env = lmdb.open(path, readonly=True, lock=False, readahead=False,
                             subdir=os.path.isdir(path), max_readers=512)

@@ -132,10 +132,9 @@ class Scale(Layer):
     def forward(self, x, *s):
         n = x.dim()
         scale = s[0] if s else self.blobs[0]
-        y = x * _view(scale, self.axis, n)
         if self.bias_term:
-            y = y + _view(self.blobs[-1], self.bias_axis, n)
-        return [y]
+            return [torch.addcmul(_view(self.blobs[-1], self.bias_axis, n), x, _view(scale, self.axis, n))]
+        return [x * _view(scale, self.axis, n)]
 
 
 @register("Bias")

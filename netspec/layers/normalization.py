@@ -7,9 +7,8 @@ solver and Net::ToProto see the same ParamSpecs as in Caffe). Their values never
 """
 import torch
 
-from protos import caffe_pb2
 from . import caffe_math as cm
-from .base import Layer, count
+from .base import Layer
 from .registry import register
 
 
@@ -19,7 +18,8 @@ class BatchNorm(Layer):
 
     use_global_stats (default: true in TEST, false in TRAIN): y = (x - mean)/sqrt(var + eps) with
     mean = blob0 * f, var = blob1 * f, f = caffe_math.batchnorm_scale_factor(blob2).
-    Otherwise batch statistics (biased variance) are used, gradient through them, and every forward
+    Otherwise batch statistics (biased variance) are used, gradient through them (torch's fused
+    batch_norm: Caffe's dx = (dy - mean(dy) - mean(dy*y)*y)/sqrt(var + eps)), and every forward
     updates the blobs: blob2 = lambda*blob2 + 1, blob0 = lambda*blob0 + mean,
     blob1 = lambda*blob1 + m/(m-1)*var (lambda = moving_average_fraction, m values per channel)."""
     exact_bottoms = 1
@@ -45,23 +45,29 @@ class BatchNorm(Layer):
         self.top_shapes = [shape]
 
     def forward(self, x):
-        dims = [0] + list(range(2, x.dim()))
-        bshape = (1, self.channels) + (1,) * (x.dim() - 2)
+        b0, b1, b2 = self.blobs
         if self.use_global:
-            f = cm.batchnorm_scale_factor(self.blobs[2].detach())
-            mean = (self.blobs[0].detach() * f).reshape(bshape)
-            var = (self.blobs[1].detach() * f).reshape(bshape)
-            return [(x - mean) / torch.sqrt(var + self.eps)]
-        mean = x.mean(dims, keepdim=True)
-        xc = x - mean
-        var = (xc * xc).mean(dims, keepdim=True)
+            f = cm.batchnorm_scale_factor(b2.detach())
+            return [torch.nn.functional.batch_norm(x, b0.detach() * f, b1.detach() * f, training=False,
+                                                   eps=self.eps)]
+        m = x.numel() // self.channels
+        if m > 1:
+            # torch's fused batch norm; with momentum 1 its running buffers receive exactly the batch
+            # mean and the unbiased (m/(m-1)) batch variance that Caffe accumulates
+            mean, var = torch.zeros_like(b0), torch.ones_like(b1)
+            y = torch.nn.functional.batch_norm(x, mean, var, training=True, momentum=1.0, eps=self.eps)
+        else:   # one value per channel: Caffe's factor is 1 and y = 0 (torch refuses m == 1)
+            dims = [0] + list(range(2, x.dim()))
+            mu = x.mean(dims, keepdim=True)
+            xc = x - mu
+            v = (xc * xc).mean(dims, keepdim=True)
+            y = xc / torch.sqrt(v + self.eps)
+            mean, var = mu.detach().reshape(-1), v.detach().reshape(-1) * cm.batchnorm_variance_correction(m)
         with torch.no_grad():
-            m = x.numel() // self.channels
-            b0, b1, b2 = self.blobs
             b2.mul_(self.fraction).add_(1.0)
-            b0.mul_(self.fraction).add_(mean.reshape(-1))
-            b1.mul_(self.fraction).add_(var.reshape(-1) * cm.batchnorm_variance_correction(m))
-        return [xc / torch.sqrt(var + self.eps)]
+            b0.mul_(self.fraction).add_(mean)
+            b1.mul_(self.fraction).add_(var)
+        return [y]
 
 
 @register("MVN")

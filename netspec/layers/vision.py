@@ -188,16 +188,41 @@ class LRN(Layer):
         self.top_shapes = [self.bottom_shapes[0]]
 
     def forward(self, x):
-        n, half = self.n, (self.n - 1) // 2
-        sq = x * x
-        if self.within:
-            mean = F.avg_pool2d(sq, n, 1, half, count_include_pad=True)
-            scale = cm.lrn_within_scale(mean, self.alpha)
-        else:
-            N, C, H, W = x.shape
-            mean = F.avg_pool2d(sq.reshape(N, 1, C, H * W), (n, 1), 1, (half, 0), count_include_pad=True)
-            scale = cm.lrn_across_scale(mean.reshape(x.shape), self.alpha, self.k)
-        return [x * scale.pow(-self.beta)]
+        if not self.within:
+            return [_CrossChannelLRN.apply(x, self.n, self.alpha, self.beta, self.k)]
+        sq_mean = F.avg_pool2d(x * x, self.n, 1, (self.n - 1) // 2, count_include_pad=True)
+        return [x * cm.lrn_within_scale(sq_mean, self.alpha).pow(-self.beta)]
+
+
+def _channel_window_sum(t, n):
+    """Sum over the n channels centred on each channel (zeros outside [0, C)): n shifted adds."""
+    half, C = (n - 1) // 2, t.shape[1]
+    p = F.pad(t, (0, 0, 0, 0, half, half))
+    out = p[:, 0:C].clone()
+    for i in range(1, n):
+        out += p[:, i:i + C]
+    return out
+
+
+class _CrossChannelLRN(torch.autograd.Function):
+    """LRN ACROSS_CHANNELS with lrn_layer.cpp's backward (CrossChannelBackward_cpu):
+    dx = dy * scale^-beta - (2 alpha beta / n) * x * windowsum(dy * y / scale)."""
+
+    @staticmethod
+    def forward(ctx, x, n, alpha, beta, k):
+        scale = cm.lrn_across_scale(_channel_window_sum(x * x, n) / n, alpha, k)
+        power = scale.pow(-beta)
+        y = x * power
+        ctx.save_for_backward(x, y, scale, power)
+        ctx.coef = 2.0 * alpha * beta / n
+        ctx.n = n
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, y, scale, power = ctx.saved_tensors
+        acc = _channel_window_sum(dy * y / scale, ctx.n)
+        return dy * power - ctx.coef * x * acc, None, None, None, None
 
 
 @register("Crop")

@@ -130,8 +130,11 @@ def check_ours(folder):
         src = os.path.join(folder, name)
         if not os.path.isdir(src):
             continue
-        for k, (d, l) in enumerate(forward_layer(data_layer(src, 8, ""), 1)):
+        tf = "force_color: true" if name == "lmdb_enc" else ""  # the grey PNG decodes to 1 channel
+        for k, (d, l) in enumerate(forward_layer(data_layer(src, 8, tf), 1)):
             out["%s_data" % name], out["%s_label" % name] = d, l
+        if name == "lmdb_enc":
+            continue  # mixed 1/3-channel decodes: Caffe's compute_image_mean aborts on it (so do we)
         mean = os.path.join(folder, "caffe_mean_of_%s.binaryproto" % name)
         run("compute_image_mean", src, mean)
         import caffe

@@ -67,6 +67,7 @@ def deconvolution():
     conv("vision_deconv_dilation", "num_output: 2 kernel_size: 3 dilation: 2 pad: 1", gauss(22, (1, 2, 4, 4)), d)
     conv("vision_deconv_hw", "num_output: 3 kernel_h: 3 kernel_w: 2 stride_h: 2 stride_w: 3 pad_h: 1",
          gauss(23, (2, 2, 3, 3)), d)
+    conv("vision_deconv_3d", "num_output: 2 kernel_size: 2 stride: 2 pad: 1", gauss(25, (1, 2, 3, 3, 4)), d)
     conv("vision_deconv_nobias", "num_output: 3 kernel_size: 2 stride: 2 bias_term: false",
          gauss(24, (1, 2, 3, 3)), d)
 
@@ -102,6 +103,9 @@ def pooling():
     pool("vision_pool_ave_empty", "pool: AVE kernel_size: 1 stride: 2", gauss(47, (1, 2, 4, 5)))
     partial_case("vision_pool_max_empty", lay("pool", "Pooling", "pooling_param { pool: MAX kernel_size: 1 "
                                               "stride: 3 }", tops=t2), [gauss(48, (1, 2, 5, 5))])
+    # kernel larger than the input: (2 - 3) / 2 rounds up to 0, one window hanging past the input
+    pool("vision_pool_max_bigkernel", "pool: MAX kernel_size: 3 stride: 2", gauss(52, (1, 2, 2, 3)), t2)
+    pool("vision_pool_ave_bigkernel", "pool: AVE kernel_size: 3 stride: 2", gauss(53, (1, 2, 2, 3)))
     pool("vision_pool_global_max", "pool: MAX global_pooling: true", ints(50, (2, 3, 5, 4)), t2)
     pool("vision_pool_global_ave", "pool: AVE global_pooling: true", gauss(51, (2, 3, 5, 4)))
 

@@ -1,0 +1,130 @@
+"""Forward and forward+backward time of netspec.Net against real Caffe (`caffe time`, through the oracle)
+and against hand-written torch models (bench/torch_models.py), on the CaffeNet, GoogLeNet and
+ResNet-50 deploy nets (batch 10, 10, 1).
+
+    python bench/bench_net.py [--iters N] [--rounds R] [--no-caffe] [--nets caffenet,googlenet,resnet50]
+
+Ours and the hand-written model get the same random weights and input; forward is timed under
+torch.no_grad() (inference), forward+backward as `caffe time` does it: every layer's backward with
+parameter gradients, none for the input blob (seeded by a random top diff on the output). Ours and
+torch are timed interleaved, R rounds of N iterations, best round kept (the machine is shared);
+Caffe reports its own averages over N iterations. Prints ms per iteration and the ratios.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "bench"), os.path.join(ROOT, "tests", "oracle")]
+import net_recipe  # noqa: E402
+import torch_models  # noqa: E402
+from google.protobuf import text_format  # noqa: E402
+from netspec import Net  # noqa: E402
+from protos.io import read_net  # noqa: E402
+
+CAFFE_RUN = "/work/shared/oracle/caffe-run"
+NETS = {"caffenet": (10, 3, 227, 227), "googlenet": (10, 3, 224, 224), "resnet50": (1, 3, 224, 224)}
+
+
+def build(name, shape):
+    param = net_recipe.set_input_shape(read_net(os.path.join(ROOT, "tests", "golden", "net", "models",
+                                                             name + ".prototxt")), shape)
+    net = Net(param)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for t, layer in zip(net.layer_types, net.layers):
+            for i, p in enumerate(layer.blobs):
+                if t == "BatchNorm":
+                    p.copy_(torch.ones_like(p) if i == 2 else torch.rand_like(p) + 0.5)
+                elif p.dim() > 1:
+                    p.normal_(0, (2.0 / p[0].numel()) ** 0.5)
+                else:
+                    p.normal_(0, 0.1)
+    hand = torch_models.load_from_net(torch_models.MODELS[name](), net).eval()
+    return param, net, hand
+
+
+def timed(fn, iters):
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    return (time.perf_counter() - t) / iters * 1000
+
+
+def bench_torch(net, hand, shape, iters, rounds):
+    x = torch.randn(shape)
+    out_name = net.outputs[0]
+    g = torch.randn(net.blob_shapes[out_name]).reshape(-1)
+
+    def ours_fwd():
+        with torch.no_grad():
+            net(data=x)
+
+    def hand_fwd():
+        with torch.no_grad():
+            hand(x)
+
+    def ours_fb():
+        net.zero_grad(set_to_none=True)
+        (net(data=x)[out_name].reshape(-1) * g).sum().backward()
+
+    def hand_fb():
+        hand.zero_grad(set_to_none=True)
+        (hand(x).reshape(-1) * g).sum().backward()
+
+    res = {}
+    for key, a, b in (("fwd", ours_fwd, hand_fwd), ("fwdbwd", ours_fb, hand_fb)):
+        a(), b()  # warm up
+        ta, tb = [], []
+        for _ in range(rounds):
+            ta.append(timed(a, iters))
+            tb.append(timed(b, iters))
+        res[key] = (min(ta), min(tb))
+    return res
+
+
+def bench_caffe(param, iters):
+    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", dir="/tmp", delete=False) as f:
+        f.write(text_format.MessageToString(param))
+    try:
+        out = subprocess.run([CAFFE_RUN, "caffe", "time", "-model", f.name, "-iterations", str(iters)],
+                             capture_output=True, text=True, cwd=ROOT)
+    finally:
+        os.unlink(f.name)
+    text = out.stdout + out.stderr
+    fwd = re.search(r"Average Forward pass: ([\d.]+) ms", text)
+    fb = re.search(r"Average Forward-Backward: ([\d.]+) ms", text)
+    if not (fwd and fb):
+        raise RuntimeError("caffe time failed:\n" + text[-2000:])
+    return float(fwd.group(1)), float(fb.group(1))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-caffe", action="store_true")
+    ap.add_argument("--nets", default=",".join(NETS))
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per iteration")
+    print(f"{'net':10} {'batch':>5} | {'fwd ours':>9} {'torch':>8} {'caffe':>8} {'caffe/ours':>10} "
+          f"{'ours/torch':>10} | {'f+b ours':>9} {'torch':>8} {'caffe':>8} {'caffe/ours':>10} {'ours/torch':>10}")
+    for name in args.nets.split(","):
+        shape = NETS[name]
+        param, net, hand = build(name, shape)
+        r = bench_torch(net, hand, shape, args.iters, args.rounds)
+        del net, hand
+        cf, cfb = bench_caffe(param, args.iters) if not args.no_caffe else (float("nan"),) * 2
+        (of, hf), (ofb, hfb) = r["fwd"], r["fwdbwd"]
+        print(f"{name:10} {shape[0]:>5} | {of:9.1f} {hf:8.1f} {cf:8.1f} {cf / of:10.2f} {of / hf:10.3f} | "
+              f"{ofb:9.1f} {hfb:8.1f} {cfb:8.1f} {cfb / ofb:10.2f} {ofb / hfb:10.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The work behind tools/convert_imageset.py and tools/compute_image_mean.py
+(Caffe: tools/convert_imageset.cpp, tools/compute_image_mean.cpp, src/caffe/util/io.cpp).
+
+convert_imageset: list lines -> Datums in an LMDB, key ``%08d_<path>`` (line index in the possibly
+shuffled list, so keys sort in list order). Raw datums hold CHW BGR bytes; encoded datums hold the
+original file bytes when Caffe 1.0 would store them verbatim (encoding requested, no resize and the
+type guessed from the file extension), otherwise the decoded (resized) image re-encoded (PIL here,
+OpenCV's imencode in Caffe: same pixels for PNG, not byte-identical for JPEG). Decoding, resizing and
+serialising run in worker processes (ordered), the LMDB is written by the parent, atomically.
+"""
+import functools
+import multiprocessing as mp
+import os
+import sys
+import time
+
+import numpy as np
+
+from protos.errors import DataError
+from .datum import array_to_datum, datum_to_array, encoded_datum, parse_datum
+from .image import COLOR, GRAY, decode_image, encode_image, read_image
+from .lmdb_io import LEVELDB_HINT, LMDBReader, LMDBWriter
+from .sources import read_list
+
+
+class _Job:
+    """What one worker needs to turn a list entry into (key, serialized Datum)."""
+
+    def __init__(self, root, gray, height, width, encode, encode_type):
+        self.root, self.mode = root, GRAY if gray else COLOR
+        self.height, self.width = height, width
+        self.encode, self.encode_type = encode, encode_type
+
+    def __call__(self, item):
+        index, (path, label, line) = item
+        key = "%08d_%s" % (index, path)
+        full = self.root + path
+        try:
+            if self.encode and not self.encode_type and not (self.height and self.width):
+                with open(full, "rb") as f:   # Caffe 1.0 stores the file itself (after a decode check)
+                    raw = f.read()
+                decode_image(raw, self.mode, where=full)
+                datum = encoded_datum(raw, label)
+            else:
+                img = read_image(full, self.mode, self.height, self.width)
+                if self.encode:
+                    datum = encoded_datum(encode_image(img, self.encode_type or os.path.splitext(path)[1]), label)
+                else:
+                    datum = array_to_datum(img, label)
+                    datum.encoded = False   # Caffe's CVMatToDatum sets it explicitly
+        except DataError as e:
+            return key, None, line, str(e)
+        return key, datum.SerializeToString(), line, (0 if self.encode else len(datum.data))
+
+
+class _Progress:
+    def __init__(self, total, stream=sys.stderr, enabled=True):
+        self.total, self.stream, self.enabled = total, stream, enabled
+        self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
+        self.t0 = time.time()
+        self.last = 0.0
+
+    def update(self, done, final=False):
+        if not self.enabled:
+            return
+        now = time.time()
+        if self.tty and (final or now - self.last > 0.2):
+            frac = done / max(1, self.total)
+            bar = "#" * int(30 * frac)
+            rate = done / max(1e-9, now - self.t0)
+            self.stream.write(f"\r[{bar:<30}] {done}/{self.total} {rate:7.1f} img/s")
+            self.stream.flush()
+            self.last = now
+            if final:
+                self.stream.write("\n")
+        elif not self.tty and (final or done % 1000 == 0):
+            self.stream.write(f"Processed {done} files.\n")
+
+
+def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize_height=0, resize_width=0,
+                     check_size=False, encoded=False, encode_type="", backend="lmdb", skip_bad=False,
+                     workers=None, seed=None, progress=True, log=sys.stderr):
+    """Write the LMDB; returns a summary dict (written, skipped, bad lines, seconds)."""
+    if backend.lower() == "leveldb":
+        raise DataError(f"--backend leveldb: {LEVELDB_HINT}")
+    if backend.lower() != "lmdb":
+        raise DataError(f"--backend {backend!r}: valid backends: lmdb")
+    t0 = time.time()
+    entries, bad = read_list(list_file, skip_bad=True)
+    if bad and not skip_bad:
+        raise DataError(bad[0] + " (use --skip-bad to skip such lines)")
+    if shuffle:
+        entries = [entries[i] for i in np.random.default_rng(seed).permutation(len(entries))]
+    height, width = max(0, int(resize_height)), max(0, int(resize_width))
+    if not (height and width):
+        height = width = 0
+    job = _Job(root, gray, height, width, bool(encoded or encode_type), encode_type)
+    workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
+    bar = _Progress(len(entries), log, progress)
+    written, size0, skipped = 0, None, list(bad)
+    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+    try:
+        results = pool.imap(job, enumerate(entries), chunksize=8) if pool else map(job, enumerate(entries))
+        with LMDBWriter(db_name) as db:
+            for done, (key, value, line, info) in enumerate(results, 1):
+                if value is None:
+                    if not skip_bad:
+                        raise DataError(f"{list_file}:{line}: {info} (use --skip-bad to skip such lines)")
+                    skipped.append(f"{list_file}:{line}: {info}")
+                else:
+                    if check_size:
+                        size0 = info if size0 is None else size0
+                        if info != size0:
+                            raise DataError(f"{list_file}:{line}: {key}: datum of {info} bytes, the first had "
+                                            f"{size0} (--check_size; resize to one size or drop the flag)")
+                    db.put(key, value)
+                    written += 1
+                bar.update(done)
+            if written == 0:
+                raise DataError(f"{list_file}: no image could be converted; nothing written to {db_name}")
+        bar.update(len(entries), final=True)
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return {"written": written, "skipped": skipped, "seconds": time.time() - t0, "db": db_name}
+
+
+def _decode_value(db_name, item):
+    key, value = item
+    where = f"{db_name}: key {key.decode(errors='replace')!r}"
+    d = parse_datum(value, where)
+    return key, datum_to_array(d, None, where)
+
+
+def compute_image_mean(db_name, workers=None, backend="lmdb"):
+    """Element-wise mean of all datums (float32 running sum in key order, then / count, as Caffe)."""
+    if backend.lower() == "leveldb":
+        raise DataError(f"--backend leveldb: {LEVELDB_HINT}")
+    reader = LMDBReader(db_name)
+    workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
+    first = parse_datum(reader.get(0), f"{db_name}: key {reader.keys[0].decode(errors='replace')!r}")
+    pool = mp.get_context("fork").Pool(workers) if workers > 1 and first.encoded else None
+    acc, count, shape0 = None, 0, None
+    try:
+        decode = functools.partial(_decode_value, db_name)
+        it = pool.imap(decode, reader.items(), chunksize=16) if pool else map(decode, reader.items())
+        for key, arr in it:
+            if acc is None:
+                shape0, acc = arr.shape, np.zeros(arr.shape, np.float32)
+            elif arr.shape != shape0:
+                raise DataError(f"{db_name}: key {key.decode(errors='replace')!r}: datum of shape {arr.shape}, "
+                                f"the first has {shape0}; compute_image_mean needs one size")
+            acc += arr
+            count += 1
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    mean = acc / np.float32(count)
+    return mean.astype(np.float32), count

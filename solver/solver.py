@@ -1,0 +1,283 @@
+"""The training loop with Caffe's semantics (src/caffe/solver.cpp: Solver::Init, Step, Solve, TestAll,
+Test, Snapshot, Restore, UpdateSmoothedLoss; src/caffe/solvers/sgd_solver.cpp: ApplyUpdate).
+
+    s = Solver("lenet_solver.prototxt")
+    s.solve()                      # or s.step(100); s.test(); s.snapshot()
+
+Nets come from solver.netsetup (train net + test nets sharing its weights); the update is one of
+solver.optim's Caffe optimizers over param groups from the ParamSpecs; the rate comes from
+solver.policies. Iteration order, test/display/snapshot cadence and the log lines follow caffe-spec
+3.2-3.9 and 7.2. Nets fed by Input layers take their blobs from ``feed(net, phase, iteration)`` (a
+callable set by the user returning a dict of arrays), data layers read on their own.
+"""
+import os
+import signal
+import time
+
+import torch
+
+from protos.errors import SolverError
+from . import groups, netsetup, policies, state
+from .log import log, num, output_lines, warn
+from .optim import SOLVERS
+
+ACTIONS = ("stop", "snapshot", "none")
+
+
+class Solver:
+    def __init__(self, source, stages=(), level=None, device=None, feed=None):
+        self.param, self.path = netsetup.read_solver_param(source)
+        p = self.param
+        if p.type not in SOLVERS:
+            raise SolverError(f"{self.path}: unknown solver type '{p.type}'; valid: {', '.join(SOLVERS)}")
+        policies.check_policy(p, self.path)
+        if p.average_loss < 1:
+            raise SolverError(f"{self.path}: average_loss must be >= 1 (got {p.average_loss})")
+        if p.iter_size < 1:
+            raise SolverError(f"{self.path}: iter_size must be >= 1 (got {p.iter_size})")
+        if p.regularization_type not in ("L1", "L2"):
+            raise SolverError(f"{self.path}: unknown regularization_type '{p.regularization_type}'; valid: L1, L2")
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        if p.random_seed >= 0:
+            netsetup.seed_everything(p.random_seed)
+        self.net, self.test_nets = netsetup.build_nets(p, self.path, stages, level)
+        self.net.to(self.device)
+        for tn in self.test_nets:
+            tn.to(self.device)
+        self.entries = groups.learnable(self.net)
+        self.learnable = [e[0] for e in self.entries]
+        cls = SOLVERS[p.type]
+        kw = dict(lr=p.base_lr, momentum=p.momentum, weight_decay=p.weight_decay,
+                  regularization_type=p.regularization_type, clip_gradients=p.clip_gradients,
+                  iter_size=p.iter_size, delta=p.delta, rms_decay=p.rms_decay, momentum2=p.momentum2)
+        self.optimizer = cls(groups.param_groups(self.entries) or [{"params": []}], **kw)
+        self.iter = 0
+        self.current_step = 0
+        self.feed = feed
+        self.snapshot_format = "binaryproto"   # or "pth" (set by the caller / -snapshot_format)
+        if p.snapshot_format == p.HDF5:
+            warn(f"{self.path}: snapshot_format HDF5 is not supported; snapshots are binary proto",
+                 "solver.cpp:0")
+        self.smoothed_loss = 0.0
+        self._losses = []
+        self._pending = None            # a signal's action, polled after each update / before test batches
+        self._actions = {}
+        self.requested_early_exit = False
+        self.test_scores = []
+
+    # -- signals -----------------------------------------------------------------------------------
+    def install_signal_handlers(self, sigint_effect="stop", sighup_effect="snapshot"):
+        """Caffe's SignalHandler: SIGINT/SIGHUP request stop / snapshot / nothing (tools/caffe.cpp)."""
+        for sig, effect in ((signal.SIGINT, sigint_effect), (signal.SIGHUP, sighup_effect)):
+            if effect not in ACTIONS:
+                raise SolverError(f"invalid signal effect '{effect}'; valid: {', '.join(ACTIONS)}")
+            self._actions[sig] = effect
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum, frame):
+        action = self._actions.get(signum, "none")
+        if action != "none":
+            self._pending = action
+
+    def _poll(self):
+        action, self._pending = self._pending, None
+        return action or "none"
+
+    # -- inputs ------------------------------------------------------------------------------------
+    def _inputs(self, net, phase):
+        if self.feed is None:
+            return {}
+        fed = self.feed(net, phase, self.iter) or {}
+        return {k: torch.as_tensor(v, dtype=torch.float32).to(self.device) for k, v in fed.items()}
+
+    # -- training ----------------------------------------------------------------------------------
+    def step(self, iters):
+        """Solver::Step: ``iters`` updates, testing/displaying/snapshotting on Caffe's cadence."""
+        p = self.param
+        start_iter = self.iter
+        stop_iter = self.iter + int(iters)
+        self._losses, self.smoothed_loss = [], 0.0
+        tick, tick_iter = time.time(), self.iter
+        while self.iter < stop_iter:
+            for q in self.learnable:
+                q.grad = None
+            if (p.test_interval > 0 and self.iter % p.test_interval == 0
+                    and (self.iter > 0 or p.test_initialization)):
+                self.test_all()
+                if self.requested_early_exit:
+                    break
+            display_now = p.display > 0 and self.iter % p.display == 0
+            loss = 0.0
+            for _ in range(p.iter_size):
+                self.net(**self._inputs(self.net, "TRAIN"))
+                if self.net.loss is not None:
+                    self.net.backward()
+                    loss += float(self.net.loss)
+            loss /= p.iter_size
+            self._update_smoothed_loss(loss, start_iter, p.average_loss)
+            if display_now:
+                lapse = time.time() - tick
+                per_s = (self.iter - tick_iter) / lapse if lapse > 0 and self.iter > tick_iter else 0.0
+                log(f"Iteration {self.iter} ({num(per_s)} iter/s, {num(lapse)}s/{p.display} iters), "
+                    f"loss = {num(self.smoothed_loss)}", "solver.cpp:228")
+                tick, tick_iter = time.time(), self.iter
+                for line in output_lines("Train", self._outputs(self.net), self.net.blob_loss_weights):
+                    log(line, "solver.cpp:244")
+            self.apply_update(display_now)
+            self.iter += 1
+            action = self._poll()
+            if (p.snapshot > 0 and self.iter % p.snapshot == 0) or action == "snapshot":
+                self.snapshot()
+            if action == "stop":
+                self.requested_early_exit = True
+                break
+
+    def apply_update(self, display_now=False):
+        """SGDSolver::ApplyUpdate: rate from the policy, clip, normalise, regularise, update."""
+        rate, step = policies.learning_rate(self.param, self.iter, self.current_step)
+        if step != self.current_step and self.param.lr_policy == "multistep":
+            log(f"MultiStep Status: Iteration {self.iter}, step = {step}", "sgd_solver.cpp:62")
+        self.current_step = step
+        if display_now:
+            log(f"Iteration {self.iter}, lr = {num(rate)}", "sgd_solver.cpp:106")
+        for g in self.optimizer.param_groups:
+            g["lr"] = rate
+        self.optimizer.iteration = self.iter
+        self.optimizer.step()
+        if self.optimizer.last_clip is not None:
+            norm, scale = self.optimizer.last_clip
+            log(f"Gradient clipping: scaling down gradients (L2 norm {num(norm)} > "
+                f"{num(self.param.clip_gradients)}) by scale factor {num(scale)}", "sgd_solver.cpp:92")
+        return rate
+
+    def _update_smoothed_loss(self, loss, start_iter, average_loss):
+        if len(self._losses) < average_loss:
+            self._losses.append(loss)
+            n = len(self._losses)
+            self.smoothed_loss = (self.smoothed_loss * (n - 1) + loss) / n
+        else:
+            idx = (self.iter - start_iter) % average_loss
+            self.smoothed_loss += (loss - self._losses[idx]) / average_loss
+            self._losses[idx] = loss
+
+    def solve(self, resume_file=None):
+        """Solver::Solve: optionally restore, train to max_iter, final snapshot, display, test."""
+        p = self.param
+        log(f"Solving {self.net.name}", "solver.cpp:289")
+        log(f"Learning Rate Policy: {p.lr_policy}", "solver.cpp:290")
+        self.requested_early_exit = False
+        if resume_file:
+            log(f"Restoring previous solver status from {resume_file}", "solver.cpp:296")
+            self.restore(resume_file)
+        self.step(p.max_iter - self.iter)
+        if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
+            self.snapshot()
+        if self.requested_early_exit:
+            log("Optimization stopped early.", "solver.cpp:318")
+            return
+        if p.display and self.iter % p.display == 0:
+            with torch.no_grad():
+                self.net(**self._inputs(self.net, "TRAIN"))
+            loss = float(self.net.loss) if self.net.loss is not None else 0.0
+            self._update_smoothed_loss(loss, self.iter, p.average_loss)
+            log(f"Iteration {self.iter}, loss = {num(self.smoothed_loss)}", "solver.cpp:331")
+        if p.test_interval and self.iter % p.test_interval == 0:
+            self.test_all()
+        log("Optimization Done.", "solver.cpp:339")
+
+    # -- testing -----------------------------------------------------------------------------------
+    @staticmethod
+    def _outputs(net):
+        return [(n, net.blobs[n].detach().reshape(-1).tolist()) for n in net.outputs if n in net.blobs]
+
+    def test_all(self):
+        self.test_scores = []
+        for k in range(len(self.test_nets)):
+            if self.requested_early_exit:
+                break
+            self.test_scores.append(self.test(k))
+
+    def test(self, k=0):
+        """Solver::Test: test_iter[k] forward passes of test net k; returns {output name: [means]}."""
+        p, net = self.param, self.test_nets[k]
+        log(f"Iteration {self.iter}, Testing net (#{k})", "solver.cpp:351")
+        sums, loss = None, 0.0
+        n = p.test_iter[k]
+        with torch.no_grad():
+            for _ in range(n):
+                if self._poll() == "stop":
+                    self.requested_early_exit = True
+                    log("Test interrupted.", "solver.cpp:381")
+                    return None
+                net(**self._inputs(net, "TEST"))
+                if p.test_compute_loss and net.loss is not None:
+                    loss += float(net.loss)
+                outs = self._outputs(net)
+                if sums is None:
+                    sums = [(name, [0.0] * len(v)) for name, v in outs]
+                for (name, acc), (_, vals) in zip(sums, outs):
+                    for i, v in enumerate(vals):
+                        acc[i] += v
+        if p.test_compute_loss:
+            log(f"Test loss: {num(loss / n)}", "solver.cpp:398")
+        means = [(name, [v / n for v in acc]) for name, acc in (sums or [])]
+        for line in output_lines("Test", means, net.blob_loss_weights):
+            log(line, "solver.cpp:414")
+        return dict(means)
+
+    # -- snapshots ---------------------------------------------------------------------------------
+    def _prefix(self):
+        prefix = self.param.snapshot_prefix
+        if not prefix:   # [master]: the solver file's path without extension
+            prefix = os.path.splitext(self.path)[0] if self.path and not self.path.startswith("<") else "snapshot"
+        elif prefix.endswith("/") or os.path.isdir(prefix):
+            prefix = os.path.join(prefix, os.path.splitext(os.path.basename(self.path or "snapshot"))[0])
+        return prefix
+
+    def snapshot(self, fmt=None):
+        """Write <prefix>_iter_<iter>.caffemodel + .solverstate (fmt "pth": .pth + .solverstate.pth);
+        both written atomically. Returns (model path, state path)."""
+        fmt = fmt or self.snapshot_format
+        base = f"{self._prefix()}_iter_{self.iter}"
+        history = state.history_list(self.optimizer, self.learnable)
+        if fmt == "pth":
+            model, solverstate = base + ".pth", base + ".solverstate.pth"
+            log(f"Snapshotting to torch file {model}", "solver.cpp:445")
+            self.net.save_weights(model)
+            log(f"Snapshotting solver state to torch file {solverstate}", "sgd_solver.cpp:273")
+            payload = {"iter": self.iter, "learned_net": model, "current_step": self.current_step,
+                       "history": [h.detach().cpu() for h in history]}
+            netsetup.atomic_torch_save(payload, solverstate)
+        else:
+            model, solverstate = base + ".caffemodel", base + ".solverstate"
+            log(f"Snapshotting to binary proto file {model}", "solver.cpp:445")
+            self.net.save_weights(model)
+            log(f"Snapshotting solver state to binary proto file {solverstate}", "sgd_solver.cpp:273")
+            state.write_solverstate(solverstate, self.iter, model, history, self.current_step)
+        return model, solverstate
+
+    def restore(self, path):
+        """Solver::Restore: iter, current_step, learned_net weights and the history blobs."""
+        path = str(path)
+        if path.endswith(".pth"):
+            d = torch.load(path, weights_only=True)
+            st = state.SolverStateFile(int(d["iter"]), d.get("learned_net", ""), int(d.get("current_step", 0)),
+                                       [h.numpy() for h in d["history"]])
+        else:
+            st = state.read_solverstate(path)
+        if st.learned_net:
+            model = st.learned_net
+            if not os.path.exists(model):   # moved snapshots: look beside the state file
+                alt = os.path.join(os.path.dirname(path), os.path.basename(model))
+                model = alt if os.path.exists(alt) else model
+            self.net.load_weights(model)
+        state.load_histories(path, st, self.optimizer, self.learnable)
+        self.iter = st.iter
+        self.current_step = st.current_step
+        self.optimizer.iteration = st.iter
+
+    def load_weights(self, paths):
+        """-weights: each file (comma-separated) into the train net and every test net, in order."""
+        for w in [w for w in str(paths).split(",") if w]:
+            for net in [self.net] + self.test_nets:
+                netsetup.load_checked(net, w)

@@ -1,0 +1,110 @@
+"""Binary SolverState files (.solverstate), Caffe's layout (src/caffe/solvers/sgd_solver.cpp:
+SnapshotSolverStateToBinaryProto, RestoreSolverStateFromBinaryProto; caffe.proto SolverState).
+
+A SolverState holds ``iter`` (1), ``learned_net`` (2, the .caffemodel name as written), ``history`` (3,
+one BlobProto per history blob, in learnable-parameter order; AdaDelta/Adam: N first-moment blobs then
+N second-moment blobs) and ``current_step`` (4). Fields are written in field-number order and each
+history blob as ``data`` (packed float) then ``shape``, as Caffe's serializer does, so a file we write
+is byte-identical to Caffe's for the same numbers. The float payload is streamed and read as numpy
+views (netspec.wire), not through protobuf repeated fields: CaffeNet's history is 60M floats.
+"""
+import os
+import tempfile
+
+import numpy as np
+import torch
+
+from netspec import wire
+from protos.errors import SolverError
+
+
+def _blob_bytes(t):
+    arr = np.ascontiguousarray(t.detach().cpu().numpy(), dtype="<f4").reshape(-1)
+    head = wire._key(5, 2) + wire._enc_varint(arr.nbytes) if arr.size else b""
+    dims = b"".join(wire._enc_varint(int(d)) for d in t.shape)
+    shape_body = wire._key(1, 2) + wire._enc_varint(len(dims)) + dims if t.dim() else b""
+    shape = wire._key(7, 2) + wire._enc_varint(len(shape_body)) + shape_body
+    return head, arr, shape
+
+
+def write_solverstate(path, iteration, learned_net, history, current_step=0):
+    """Write a binary SolverState atomically (temporary file in the same folder, then rename)."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(wire._key(1, 0) + wire._enc_varint(int(iteration)))
+            if learned_net:
+                name = learned_net.encode("utf-8")
+                f.write(wire._key(2, 2) + wire._enc_varint(len(name)) + name)
+            for t in history:
+                head, arr, shape = _blob_bytes(t)
+                f.write(wire._key(3, 2) + wire._enc_varint(len(head) + arr.nbytes + len(shape)) + head)
+                if arr.size:
+                    f.write(memoryview(arr).cast("B"))
+                f.write(shape)
+            f.write(wire._key(4, 0) + wire._enc_varint(int(current_step)))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class SolverStateFile:
+    """A parsed .solverstate: ``iter``, ``learned_net``, ``current_step``, ``history`` (float32 arrays,
+    shaped as stored)."""
+
+    def __init__(self, iteration, learned_net, current_step, history):
+        self.iter, self.learned_net, self.current_step, self.history = iteration, learned_net, current_step, history
+
+
+def read_solverstate(path):
+    if str(path).endswith(".h5"):
+        raise SolverError(f"{path}: HDF5 solver states are not supported; use a binary .solverstate")
+    try:
+        with open(path, "rb") as f:
+            buf = bytearray(f.read())
+    except OSError as e:
+        raise SolverError(f"{path}: cannot read solver state: {e.strerror}") from None
+    iteration, learned, step, history = 0, "", 0, []
+    try:
+        for fn, wt, v in wire._fields(buf, 0, len(buf)):
+            if fn == 1 and wt == 0:
+                iteration = wire._signed32(v)
+            elif fn == 2 and wt == 2:
+                learned = bytes(buf[v[0]:v[1]]).decode("utf-8")
+            elif fn == 3 and wt == 2:
+                blob = wire.Blob(buf, *v)
+                arr = blob.array().copy()
+                shape = blob.shape or [d for d in (blob.legacy or ()) if d] or [arr.size]
+                history.append(arr.reshape(shape))
+            elif fn == 4 and wt == 0:
+                step = wire._signed32(v)
+    except (wire.WireError, ValueError, UnicodeDecodeError) as e:
+        raise SolverError(f"{path}: not a valid .solverstate (binary SolverState): {e}") from None
+    return SolverStateFile(iteration, learned, step, history)
+
+
+def load_histories(path, state, optimizer, params):
+    """Copy ``state.history`` into the optimizer's history tensors of ``params`` (learnable order)."""
+    slots = [optimizer.histories(p) for p in params]
+    k = len(optimizer.history_keys)
+    if len(state.history) != k * len(params):
+        raise SolverError(f"{path}: {len(state.history)} history blobs, this solver/net needs "
+                          f"{k * len(params)} ({optimizer.type_name}, {len(params)} learnable blobs)")
+    with torch.no_grad():
+        for j in range(k):
+            for i, p in enumerate(params):
+                arr = state.history[j * len(params) + i]
+                dst = slots[i][j]
+                if arr.size != dst.numel():
+                    raise SolverError(f"{path}: history blob {j * len(params) + i} has {arr.size} values, "
+                                      f"parameter has shape {tuple(dst.shape)}")
+                dst.copy_(torch.from_numpy(arr.reshape(dst.shape)))
+
+
+def history_list(optimizer, params):
+    """All history tensors in SolverState order (first-moment set for all params, then the second)."""
+    slots = [optimizer.histories(p) for p in params]
+    return [slots[i][j] for j in range(len(optimizer.history_keys)) for i in range(len(params))]

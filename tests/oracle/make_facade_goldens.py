@@ -1,0 +1,125 @@
+"""Goldens for the pycaffe facade (tests/test_facade_golden.py). Re-run from /work/main with
+
+    python tests/oracle/make_facade_goldens.py          # in OUR environment
+
+which (1) writes /tmp/recaffe_facade/<net>.caffemodel with recaffe's ``net.save`` for each net of
+tests/golden/facade/ (blobs from the seed recipe below), then (2) re-runs itself inside real Caffe
+(/work/shared/oracle/caffe-run python3 tests/oracle/make_facade_goldens.py --caffe), which writes
+tests/golden/facade/<net>.npz holding what real pycaffe computed:
+
+  in_<blob>            inputs fed (recipe, RandomState(seed + 1))
+  topdiff_<blob>       the top diffs given to net.backward(**diffs) (small only; lossnet uses its loss)
+  data_<blob>, diff_<blob>   every blob's data and diff after forward + backward (split blobs too)
+  pdiff_<layer>_<i>    every parameter diff after that backward
+  fwd_end_<blob>       net.forward(end='ip1') of a fresh forward (keys: the tops of ip1)
+  partial_<blob>       after conv1's data was set to RandomState(seed + 2) values, forward(start='relu1')
+  loaded_<blob>        the outputs of a fresh Caffe net that loaded OUR .caffemodel (step 1)
+  ours_sha256          sha256 of our .caffemodel, so the test can check our writer still writes it
+  meta                 JSON: blob names, layer names, inputs, outputs, top/bottom names, loss weights
+
+Weights recipe (pure numpy, same in both environments): for each layer with blobs in net order, each
+blob in Caffe's order, ``RandomState(seed).uniform(-0.5, 0.5, shape)`` from one generator.
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "..", "golden", "facade")
+TMP = "/tmp/recaffe_facade"
+NETS = {"small": 11, "lossnet": 21}
+
+
+def recipe(seed, shapes):
+    rng = np.random.RandomState(seed)
+    return [[rng.uniform(-0.5, 0.5, s).astype(np.float32) for s in blob_shapes] for blob_shapes in shapes]
+
+
+def inputs(seed, name, net):
+    rng = np.random.RandomState(seed + 1)
+    out = {}
+    for b in net.inputs:
+        shape = net.blobs[b].data.shape
+        if b == "label":
+            out[b] = rng.randint(0, 5, size=shape).astype(np.float32)
+        else:
+            out[b] = rng.uniform(-1, 1, shape).astype(np.float32)
+    return out
+
+
+def set_weights(net, seed):
+    layers = [(n, net.params[n]) for n in net.params]
+    values = recipe(seed, [[b.data.shape for b in blobs] for _, blobs in layers])
+    for (_, blobs), vals in zip(layers, values):
+        for b, v in zip(blobs, vals):
+            b.data[...] = v
+
+
+def ours():
+    sys.path.insert(0, os.path.join(HERE, "..", ".."))
+    import recaffe
+    os.makedirs(TMP, exist_ok=True)
+    for name, seed in NETS.items():
+        net = recaffe.Net(os.path.join(GOLDEN, name + ".prototxt"), recaffe.TEST)
+        set_weights(net, seed)
+        net.save(os.path.join(TMP, name + ".caffemodel"))
+    subprocess.check_call(["/work/shared/oracle/caffe-run", "python3", "tests/oracle/make_facade_goldens.py",
+                           "--caffe"], cwd=os.path.join(HERE, "..", ".."))
+
+
+def caffe_side():
+    import caffe
+    caffe.set_mode_cpu()
+    for name, seed in NETS.items():
+        proto = os.path.join(GOLDEN, name + ".prototxt")
+        net = caffe.Net(proto, caffe.TEST)
+        set_weights(net, seed)
+        rec = {}
+        feed = inputs(seed, name, net)
+        for k, v in feed.items():
+            rec["in_" + k] = v
+        net.forward(**feed)
+        if name == "small":
+            rng = np.random.RandomState(seed + 3)
+            diffs = {o: rng.uniform(-1, 1, net.blobs[o].data.shape).astype(np.float32) for o in net.outputs}
+            for k, v in diffs.items():
+                rec["topdiff_" + k] = v
+            net.backward(**diffs)
+        else:
+            net.backward()
+        for b, blob in net.blobs.items():
+            rec["data_" + b] = blob.data.copy()
+            rec["diff_" + b] = blob.diff.copy()
+        for layer, blobs in net.params.items():
+            for i, blob in enumerate(blobs):
+                rec["pdiff_%s_%d" % (layer, i)] = blob.diff.copy()
+        out = net.forward(end="ip1", **feed)
+        for k, v in out.items():
+            rec["fwd_end_" + k] = v.copy()
+        net.forward(**feed)
+        net.blobs["conv1"].data[...] = np.random.RandomState(seed + 2).uniform(
+            -1, 1, net.blobs["conv1"].data.shape).astype(np.float32)
+        for k, v in net.forward(start="relu1").items():
+            rec["partial_" + k] = v.copy()
+        path = os.path.join(TMP, name + ".caffemodel")
+        loaded = caffe.Net(proto, caffe.TEST, weights=path)
+        for k, v in loaded.forward(**feed).items():
+            rec["loaded_" + k] = v.copy()
+        with open(path, "rb") as f:
+            rec["ours_sha256"] = np.array(hashlib.sha256(f.read()).hexdigest())
+        meta = dict(blobs=list(net.blobs), layers=list(net._layer_names), inputs=list(net.inputs),
+                    outputs=list(net.outputs), top_names={k: list(v) for k, v in net.top_names.items()},
+                    bottom_names={k: list(v) for k, v in net.bottom_names.items()},
+                    loss_weights={k: float(v) for k, v in net.blob_loss_weights.items()},
+                    layer_types=[l.type for l in net.layers], fwd_end_keys=sorted(out))
+        rec["meta"] = np.array(json.dumps(meta))
+        np.savez_compressed(os.path.join(GOLDEN, name + ".npz"), **rec)
+        print("wrote", name, len(rec), "arrays")
+
+
+if __name__ == "__main__":
+    caffe_side() if "--caffe" in sys.argv else ours()

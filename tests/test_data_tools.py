@@ -1,0 +1,174 @@
+"""tools/convert_imageset.py and tools/compute_image_mean.py against the real Caffe tools' output
+(tests/golden/data/, made by tests/oracle/make_data_goldens.py): same keys, byte-identical Datums,
+identical mean file; bad input; atomic output; both flag spellings."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from netspec.data.convert import compute_image_mean, convert_imageset
+from netspec.data.datum import datum_to_array, parse_datum
+from netspec.data.flags import parse_flags
+from netspec.data.lmdb_io import LMDBReader
+from netspec.data.meanfile import read_mean
+from protos.errors import DataError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GOLDEN = os.path.join(ROOT, "tests", "golden", "data")
+IMAGES = os.path.join(GOLDEN, "images") + "/"
+LIST = os.path.join(IMAGES, "list.txt")
+
+
+def records(path):
+    return list(LMDBReader(path).items())
+
+
+@pytest.mark.parametrize("golden,kw", [("lmdb_raw", {}), ("lmdb_enc", {"encoded": True}),
+                                        ("lmdb_gray", {"gray": True}),
+                                        ("lmdb_resized", {"resize_height": 13, "resize_width": 17})])
+def test_convert_imageset_matches_caffe(tmp_path, golden, kw):
+    out = str(tmp_path / "db")
+    s = convert_imageset(IMAGES, LIST, out, workers=2 if golden == "lmdb_raw" else 1, progress=False, **kw)
+    assert s["written"] == 8 and not s["skipped"]
+    assert records(out) == records(os.path.join(GOLDEN, golden))    # keys and serialized Datums
+
+
+def test_compute_image_mean_matches_caffe(tmp_path):
+    mean, count = compute_image_mean(os.path.join(GOLDEN, "lmdb_raw"), workers=1)
+    assert count == 8
+    ref = read_mean(os.path.join(GOLDEN, "mean.binaryproto"))
+    assert np.array_equal(mean, ref)
+    out = tmp_path / "mean.binaryproto"
+    subprocess.run([sys.executable, "-m", "tools.compute_image_mean", os.path.join(GOLDEN, "lmdb_raw"), str(out),
+                    "--npy", str(tmp_path / "mean.npy")], cwd=ROOT, check=True, capture_output=True)
+    assert out.read_bytes() == open(os.path.join(GOLDEN, "mean.binaryproto"), "rb").read()
+    assert np.array_equal(np.load(tmp_path / "mean.npy"), ref)
+
+
+def test_resize_within_one_level_of_caffe():
+    """Our OpenCV-style bilinear vs Caffe's cv::resize: exact when shrinking (lmdb_resized, above);
+    enlarging (ImageData 19x23 -> 31x12 golden) differs by <= 1 level on the clamped border rows only."""
+    from netspec.data.image import read_image
+    from netspec.data.sources import read_list
+    with np.load(os.path.join(GOLDEN, "data_layers.npz")) as z:
+        g = z["imagedata_resize_data_0"]
+    for j, (path, _, _) in enumerate(read_list(LIST)):
+        ours = read_image(IMAGES + path, "color", 31, 12).astype(np.float32)
+        assert np.abs(ours - g[j]).max() <= 1
+        assert np.array_equal(ours[:, 1:-1], g[j][:, 1:-1])
+
+
+def test_cli_flag_spellings(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    for db, flags in [(a, ["-resize_height=13", "-resize_width=17"]), (b, ["--resize_height", "13", "--resize_width", "17",
+                                                                          "--workers", "1", "--quiet"])]:
+        r = subprocess.run([sys.executable, "-m", "tools.convert_imageset", *flags, IMAGES, LIST, db], cwd=ROOT,
+                           env=env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert "wrote 8 images" in r.stderr
+    assert records(a) == records(b) == records(os.path.join(GOLDEN, "lmdb_resized"))
+    flags, pos = parse_flags(["--nogray", "-shuffle=false", "--encode_type=png", "x"],
+                             {"gray": True, "shuffle": True, "encode_type": ""}, "usage")
+    assert flags == {"gray": False, "shuffle": False, "encode_type": "png"} and pos == ["x"]
+
+
+def test_cli_errors_one_line_exit_2(tmp_path):
+    lst = tmp_path / "list.txt"
+    lst.write_text("img_0.png 1\nimg_1.jpg x\n")
+    r = subprocess.run([sys.executable, "-m", "tools.convert_imageset", IMAGES, str(lst), str(tmp_path / "db")],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "list.txt:2: label 'x' is not an integer" in lines[0], r.stderr
+    assert not (tmp_path / "db").exists()
+
+
+def test_bad_image_is_an_error_and_leaves_nothing(tmp_path):
+    lst = tmp_path / "list.txt"
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    lst.write_text("img_0.png 0\n%s/broken.png 1\nimg_2.png 2\n" % os.path.relpath(tmp_path, IMAGES))
+    db = str(tmp_path / "db")
+    with pytest.raises(DataError, match=r"list.txt:2: .*broken.png: cannot decode image"):
+        convert_imageset(IMAGES, str(lst), db, workers=1, progress=False)
+    assert sorted(os.listdir(tmp_path)) == ["broken.png", "list.txt"]   # no db, no temp dir left
+    s = convert_imageset(IMAGES, str(lst), db, workers=1, progress=False, skip_bad=True)
+    assert s["written"] == 2 and len(s["skipped"]) == 1
+    keys = [k for k, _ in records(db)]
+    assert keys == [b"00000000_img_0.png", b"00000002_img_2.png"]   # the bad line's index is consumed
+    with pytest.raises(DataError, match="already exists"):
+        convert_imageset(IMAGES, str(lst), db, workers=1, progress=False, skip_bad=True)
+
+
+def test_bad_lines_skipped_and_counted(tmp_path):
+    lst = tmp_path / "list.txt"
+    lst.write_text("img_0.png 0\nnolabel\nimg_2.png 2.5\nimg_4.png 4\n")
+    with pytest.raises(DataError, match=r"list.txt:2: expected '<image path> <integer label>'"):
+        convert_imageset(IMAGES, str(lst), str(tmp_path / "db"), workers=1, progress=False)
+    s = convert_imageset(IMAGES, str(lst), str(tmp_path / "db"), workers=1, progress=False, skip_bad=True)
+    assert s["written"] == 2 and len(s["skipped"]) == 2
+    assert [parse_datum(v).label for _, v in records(str(tmp_path / "db"))] == [0, 4]
+
+
+def test_corrupt_and_missing_lmdb(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        compute_image_mean(str(tmp_path / "nope"))
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "data.mdb").write_bytes(b"\0garbage" * 512)
+    with pytest.raises(DataError, match="cannot open LMDB"):
+        LMDBReader(str(bad))
+    import lmdb
+    env = lmdb.open(str(tmp_path / "notdatum"), map_size=1 << 20)
+    with env.begin(write=True) as txn:
+        txn.put(b"00000000_x", b"\xff\xff\xff")
+    env.close()
+    with pytest.raises(DataError, match="key '00000000_x': not a serialized caffe Datum"):
+        compute_image_mean(str(tmp_path / "notdatum"))
+
+
+def test_shuffle_is_reproducible_with_seed(tmp_path):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    convert_imageset(IMAGES, LIST, a, shuffle=True, seed=5, workers=1, progress=False)
+    convert_imageset(IMAGES, LIST, b, shuffle=True, seed=5, workers=1, progress=False)
+    ra, ref = records(a), dict(records(os.path.join(GOLDEN, "lmdb_raw")))
+    assert ra == records(b)
+    # same datums, keys renumbered in the shuffled order
+    by_path = {k.split(b"_", 1)[1]: v for k, v in ref.items()}
+    assert sorted(k.split(b"_", 1)[1] for k, _ in ra) == sorted(by_path)
+    assert all(by_path[k.split(b"_", 1)[1]] == v for k, v in ra)
+    assert [int(k[:8]) for k, _ in ra] == list(range(8))
+
+
+def test_encoded_datum_decodes_like_raw():
+    raw = dict(records(os.path.join(GOLDEN, "lmdb_raw")))
+    for k, v in records(os.path.join(GOLDEN, "lmdb_enc")):
+        ours = datum_to_array(parse_datum(v), "color")
+        assert np.array_equal(ours, datum_to_array(parse_datum(raw[k])))   # PIL decoding == OpenCV's
+
+
+CAFFE_READY = os.path.exists("/opt/caffe-oracle/.ready")
+
+
+@pytest.mark.skipif(not CAFFE_READY, reason="needs the real Caffe oracle (/work/shared/oracle/caffe-run)")
+def test_caffe_reads_ours(tmp_path):
+    """Real Caffe's Data layer and compute_image_mean read what our tools wrote."""
+    folder = tmp_path / "ours"
+    folder.mkdir()
+    convert_imageset(IMAGES, LIST, str(folder / "lmdb"), workers=1, progress=False)
+    convert_imageset(IMAGES, LIST, str(folder / "lmdb_enc"), encoded=True, workers=1, progress=False)
+    from netspec.data.meanfile import write_mean
+    mean, _ = compute_image_mean(str(folder / "lmdb"), workers=1)
+    write_mean(mean, str(folder / "mean.binaryproto"))
+    subprocess.run(["/work/shared/oracle/caffe-run", "python3", "tests/oracle/make_data_goldens.py", "--check-ours",
+                    str(folder)], cwd=ROOT, check=True, capture_output=True)
+    seen = np.load(folder / "caffe_read.npz")
+    imgs = [datum_to_array(parse_datum(v)) for _, v in records(os.path.join(GOLDEN, "lmdb_raw"))]
+    assert np.array_equal(seen["lmdb_data"], np.stack(imgs).astype(np.float32))
+    assert seen["lmdb_label"].tolist() == [(i * 3) % 5 for i in range(8)]
+    assert np.array_equal(seen["lmdb_enc_data"], np.stack(imgs).astype(np.float32))
+    assert np.array_equal(seen["our_mean_read_by_caffe"][0], mean)
+    assert np.array_equal(seen["lmdb_caffe_mean"][0], mean)
+    assert np.array_equal(seen["lmdb_minus_our_mean"], np.stack(imgs).astype(np.float32) - mean)
