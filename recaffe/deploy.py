@@ -70,7 +70,8 @@ def deploy_from_train_val(source, shape=None, batch=None, add_prob=True):
     if not data and not (len(param.input) or any(l.type == "Input" for l in param.layer)):
         raise NetError(f"{where}: no data layer found (types {', '.join(sorted(DATA_TYPES))})")
     out = caffe_pb2.NetParameter()
-    out.name = param.name
+    if param.name:
+        out.name = param.name
     if data:
         src = data[0]
         if not src.top:

@@ -125,6 +125,9 @@ class Net:
 
     def _blob_diff(self, name):
         shape = tuple(self._blob_tensor(name).shape)
+        src = self._diff_src.get(name)
+        if src is not None and src.grad is not None and tuple(src.grad.shape) == shape:
+            return src.grad     # a backward run by a solver step
         d = self._diffs.get(name)
         if d is None or tuple(d.shape) != shape:
             d = torch.zeros(shape)

@@ -5,9 +5,7 @@ build that update rule whatever the file says (as constructing caffe::SGDSolver 
 solver's nets are handed out as facade Nets (``solver.net``, ``solver.test_nets``), so
 ``solver.net.blobs['loss'].data`` and ``solver.net.copy_from(...)`` work as in pycaffe.
 """
-from protos import caffe_pb2
 from protos.errors import SolverError
-from protos.io import read_solver
 from .net import Net
 
 
@@ -18,14 +16,24 @@ class _Solver:
     solver_type = None   # None: the file's type (get_solver)
 
     def __init__(self, solver_file):
-        from solver import Solver   # the solver package is imported on first use
-        param = caffe_pb2.SolverParameter()
-        param.CopyFrom(read_solver(solver_file))
+        from solver.netsetup import read_solver_param
+        from solver.solver import Solver
+        source = solver_file
         if self.solver_type is not None:
-            param.type = self.solver_type
-            param.ClearField("solver_type")
+            param, _ = read_solver_param(solver_file)
+            if param.type != self.solver_type:    # the class decides the update rule, not the file
+                param.type = self.solver_type
+                source = param
         self._file = solver_file
-        self.torch_solver = Solver(param, base_dir=_base_dir(solver_file))
+        self.torch_solver = Solver(source, feed=self._feed)
+
+    @staticmethod
+    def _feed(net, phase, iteration):
+        """Input blobs of the solver's nets come from their facade blobs (``net.blobs['data'].data[...]
+        = x`` before ``step``), as pycaffe users feed Input layers."""
+        if not net.inputs:
+            return {}
+        return dict(Net._wrap(net)._inputs)
 
     @property
     def net(self):
@@ -65,11 +73,6 @@ class _Solver:
 
     def __repr__(self):
         return f"<recaffe.{type(self).__name__} {self.type} iter={self.iter}>"
-
-
-def _base_dir(solver_file):
-    """Net paths in a solver file are used as written, relative to the working directory, as Caffe does."""
-    return None
 
 
 def _make(name, type_name):

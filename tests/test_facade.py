@@ -183,3 +183,52 @@ def test_caffe_alias_resolves_to_recaffe():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
                        env=dict(os.environ, PYTHONPATH=root))
     assert r.stdout.strip() == "ok", r.stderr
+
+
+SOLVER_NET = """name: "reg"
+layer { name: "data" type: "Input" top: "data" top: "target"
+        input_param { shape { dim: 4 dim: 3 } shape { dim: 4 dim: 1 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+        inner_product_param { num_output: 1 bias_term: false weight_filler { type: "constant" value: 0 } } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "target" top: "loss" }
+"""
+
+
+def _solver_files(tmp_path, type_name="SGD"):
+    (tmp_path / "net.prototxt").write_text(SOLVER_NET)
+    (tmp_path / "solver.prototxt").write_text(
+        f'net: "{tmp_path}/net.prototxt"\nbase_lr: 0.1\nlr_policy: "fixed"\nmomentum: 0\nmax_iter: 3\n'
+        f'type: "{type_name}"\nsnapshot_prefix: "{tmp_path}/snap"\ndisplay: 0\n')
+    return str(tmp_path / "solver.prototxt")
+
+
+def test_solver_step_feeds_input_blobs_sgd_closed_form(tmp_path):
+    s = caffe.get_solver(_solver_files(tmp_path))
+    assert type(s).__name__ in ("_Solver", "SGDSolver") and s.iter == 0
+    rng = np.random.RandomState(4)
+    x, t = rng.randn(4, 3).astype(np.float32), rng.randn(4, 1).astype(np.float32)
+    s.net.blobs["data"].data[...] = x
+    s.net.blobs["target"].data[...] = t
+    s.step(1)
+    assert s.iter == 1
+    w = s.net.params["ip"][0].data
+    np.testing.assert_allclose(w, 0.1 * (t * x).sum(0, keepdims=True).T.T / 4, rtol=1e-5)
+    np.testing.assert_allclose(s.net.blobs["loss"].data, (t ** 2).sum() / 8, rtol=1e-5)
+    y = x @ w.T
+    s.step(1)
+    assert s.iter == 2
+    np.testing.assert_allclose(s.net.blobs["loss"].data, ((y - t) ** 2).sum() / 8, rtol=1e-5)
+    model, state = s.torch_solver.snapshot()
+    again = caffe.SGDSolver(_solver_files(tmp_path))
+    again.restore(state)
+    assert again.iter == 2
+    np.testing.assert_array_equal(again.net.params["ip"][0].data, s.net.params["ip"][0].data)
+
+
+def test_solver_classes_pick_the_update_rule(tmp_path):
+    path = _solver_files(tmp_path, "Adam")
+    assert caffe.get_solver(path).type == "Adam"
+    assert caffe.SGDSolver(path).type == "SGD"
+    assert caffe.NesterovSolver(path).type == "Nesterov"
+    s = caffe.get_solver(path)
+    assert s.net is s.net and s.test_nets == []

@@ -4,7 +4,8 @@
 convert_imageset: list lines -> Datums in an LMDB, key ``%08d_<path>`` (line index in the possibly
 shuffled list, so keys sort in list order). Raw datums hold CHW BGR bytes; encoded datums hold the
 original file bytes when Caffe 1.0 would store them verbatim (encoding requested, no resize and the
-type guessed from the file extension), otherwise the decoded (resized) image re-encoded (PIL here,
+type guessed from the file extension; the file is checked by parsing its header, not decoded --
+OpenCV too accepts truncated JPEGs), otherwise the decoded (resized) image re-encoded (PIL here,
 OpenCV's imencode in Caffe: same pixels for PNG, not byte-identical for JPEG). Decoding, resizing and
 serialising run in worker processes (ordered), the LMDB is written by the parent, atomically.
 """
@@ -18,7 +19,7 @@ import numpy as np
 
 from protos.errors import DataError
 from .datum import array_to_datum, datum_to_array, encoded_datum, parse_datum
-from .image import COLOR, GRAY, decode_image, encode_image, read_image
+from .image import COLOR, GRAY, check_image_header, encode_image, read_image
 from .lmdb_io import LEVELDB_HINT, LMDBReader, LMDBWriter
 from .sources import read_list
 
@@ -39,7 +40,7 @@ class _Job:
             if self.encode and not self.encode_type and not (self.height and self.width):
                 with open(full, "rb") as f:   # Caffe 1.0 stores the file itself (after a decode check)
                     raw = f.read()
-                decode_image(raw, self.mode, where=full)
+                check_image_header(raw, where=full)
                 datum = encoded_datum(raw, label)
             else:
                 img = read_image(full, self.mode, self.height, self.width)

@@ -57,6 +57,16 @@ def decode_image(data, mode=COLOR, where="<bytes>"):
     return np.ascontiguousarray(rgb[:, :, ::-1].transpose(2, 0, 1))
 
 
+def check_image_header(data, where="<bytes>"):
+    """Raise DataError unless ``data`` starts like an image PIL (and so OpenCV) can read."""
+    try:
+        img = Image.open(io.BytesIO(data))
+        if img.width <= 0 or img.height <= 0:
+            raise ValueError("empty image")
+    except (OSError, SyntaxError, ValueError) as e:
+        raise DataError(f"{where}: cannot decode image: {e}") from None
+
+
 def _palette_is_gray(img):
     pal = np.asarray(img.convert("RGB"))
     return bool((pal[..., 0] == pal[..., 1]).all() and (pal[..., 1] == pal[..., 2]).all())

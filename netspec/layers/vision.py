@@ -190,7 +190,10 @@ class LRN(Layer):
     def forward(self, x):
         if not self.within:
             return [_CrossChannelLRN.apply(x, self.n, self.alpha, self.beta, self.k)]
-        sq_mean = F.avg_pool2d(x * x, self.n, 1, (self.n - 1) // 2, count_include_pad=True)
+        sq = x * x
+        if sq.device.type == "cpu":   # torch's CPU pooling is much faster channels-last (see pooling.py)
+            sq = sq.contiguous(memory_format=torch.channels_last)
+        sq_mean = F.avg_pool2d(sq, self.n, 1, (self.n - 1) // 2, count_include_pad=True).contiguous()
         return [x * cm.lrn_within_scale(sq_mean, self.alpha).pow(-self.beta)]
 
 

@@ -56,6 +56,8 @@ def convolution():
     conv("vision_conv_1d", "num_output: 3 kernel_size: 3 stride: 2", gauss(8, (2, 2, 9)))
     # (4 - 5) / 2 + 1 = 1 with C++ truncation: the window reads zeros past the input
     conv("vision_conv_short", "num_output: 2 kernel_size: 5 stride: 2", gauss(9, (1, 2, 4, 6)))
+    conv("vision_conv_force_nd", "num_output: 2 kernel_size: 3 pad_h: 2 stride: 2 force_nd_im2col: true",
+         gauss(12, (2, 2, 5, 6)))
     conv("vision_conv_2bottoms", "num_output: 3 kernel_size: 3", gauss(10, (2, 2, 4, 4)),
          bottoms=("x", "x2"), tops=("y", "y2"), more=[gauss(11, (2, 2, 4, 4))])
 
@@ -127,6 +129,8 @@ def lrn_crop():
     case("vision_lrn_across", lay("lrn", "LRN", ""), [x])
     case("vision_lrn_across_params", lay("lrn", "LRN", "lrn_param { local_size: 3 alpha: 0.5 beta: 0.6 k: 2 }"), [x])
     case("vision_lrn_across_1", lay("lrn", "LRN", "lrn_param { local_size: 1 alpha: 2 beta: 1.5 k: 0.5 }"), [x])
+    case("vision_lrn_across_wide", lay("lrn", "LRN", "lrn_param { local_size: 9 alpha: 3 beta: 0.8 k: 1.5 }"),
+         [gauss(76, (1, 4, 2, 3))])
     w = gauss(71, (2, 2, 5, 4))
     case("vision_lrn_within", lay("lrn", "LRN", "lrn_param { norm_region: WITHIN_CHANNEL local_size: 3 alpha: 2 "
                                                 "beta: 0.75 k: 5 }"), [w])

@@ -1,0 +1,108 @@
+"""Datum codec, mean files and the DataTransformer's rules (src/caffe/data_transformer.cpp) by
+closed form; pixel parity of decoding is in test_data_tools / test_data_layers (Caffe goldens)."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from netspec.data.datum import array_to_datum, datum_to_array, encoded_datum, parse_datum
+from netspec.data.image import decode_image, encode_image
+from netspec.data.meanfile import read_mean, write_mean
+from netspec.data.transformer import DataTransformer
+from protos import caffe_pb2
+from protos.errors import DataError
+
+GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "data")
+
+
+def test_raw_datum_layout_is_chw():
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    d = parse_datum(array_to_datum(arr, 7).SerializeToString())
+    assert (d.channels, d.height, d.width, d.label) == (2, 3, 4, 7)
+    assert d.data == arr.tobytes()                                  # C x H x W bytes
+    assert np.array_equal(datum_to_array(d), arr)
+    f = array_to_datum(arr.astype(np.float32) / 3, 1)
+    assert not f.data and len(f.float_data) == 24
+    assert np.array_equal(datum_to_array(f), arr.astype(np.float32) / 3)
+
+
+def test_bad_datums():
+    d = caffe_pb2.Datum(channels=3, height=2, width=2, data=b"\0" * 5)
+    with pytest.raises(DataError, match="5 bytes, channels\\*height\\*width = 12"):
+        datum_to_array(d, where="db: key 'k'")
+    with pytest.raises(DataError, match="cannot decode image"):
+        datum_to_array(encoded_datum(b"garbage", 0), where="db: key 'k'")
+
+
+def test_png_roundtrip_is_bgr():
+    bgr = np.random.default_rng(0).integers(0, 256, (3, 5, 6), dtype=np.uint8)
+    data = encode_image(bgr, "png")
+    assert np.array_equal(decode_image(data), bgr)
+    from PIL import Image
+    import io
+    rgb = np.asarray(Image.open(io.BytesIO(data)))
+    assert np.array_equal(rgb[:, :, 0], bgr[2])                      # channel 0 is blue
+    grey = encode_image(bgr[:1], "png")
+    assert decode_image(grey, "as_stored").shape == (1, 5, 6)
+    assert np.array_equal(decode_image(grey, "color"), np.repeat(bgr[:1], 3, 0))
+
+
+def test_mean_file_roundtrip_and_caffe_layout(tmp_path):
+    m = read_mean(os.path.join(GOLDEN, "mean.binaryproto"))
+    assert m.shape == (3, 19, 23) and m.dtype == np.float32
+    p = str(tmp_path / "m.binaryproto")
+    write_mean(m, p)
+    assert open(p, "rb").read() == open(os.path.join(GOLDEN, "mean.binaryproto"), "rb").read()
+    (tmp_path / "bad").write_bytes(b"\xff\xff")
+    with pytest.raises(DataError, match="bad"):
+        read_mean(str(tmp_path / "bad"))
+
+
+def _tp(**kw):
+    tp = caffe_pb2.TransformationParameter()
+    for k, v in kw.items():
+        if k == "mean_value":
+            tp.mean_value.extend(v)
+        else:
+            setattr(tp, k, v)
+    return tp
+
+
+def test_scale_after_mean_and_centre_crop():
+    x = np.arange(3 * 5 * 6, dtype=np.uint8).reshape(3, 5, 6)
+    out = DataTransformer(_tp(crop_size=3, mean_value=[1, 2, 3], scale=0.5), "TEST").transform(x)
+    ref = (x[:, 1:4, 1:4].astype(np.float32) - np.array([1, 2, 3], np.float32)[:, None, None]) * np.float32(0.5)
+    assert np.array_equal(out, ref)                                  # h_off = (5-3)//2, w_off = (6-3)//2
+    one = DataTransformer(_tp(mean_value=[10]), "TEST").transform(x)
+    assert np.array_equal(one, x.astype(np.float32) - 10)            # one mean_value for all channels
+
+
+def test_mean_file_sampled_at_crop_offset_and_mirrored(tmp_path):
+    x = np.random.default_rng(1).integers(0, 256, (2, 6, 7), dtype=np.uint8)
+    mean = np.random.default_rng(2).random((2, 6, 7), dtype=np.float32) * 100
+    p = str(tmp_path / "m.binaryproto")
+    write_mean(mean, p)
+    tf = DataTransformer(_tp(crop_size=4, mirror=True, mean_file=p, scale=2.0), "TRAIN")
+    plans = [(True, 1, 2), (False, 2, 3)]
+    pieces = torch.from_numpy(np.stack([tf.crop_mirror(x, pl).copy() for pl in plans]))
+    out = tf.finish(pieces, plans).numpy()
+    for o, (m, h, w) in zip(out, plans):
+        ref = (x[:, h:h + 4, w:w + 4] - mean[:, h:h + 4, w:w + 4]) * np.float32(2.0)
+        assert np.array_equal(o, ref[:, :, ::-1] if m else ref)
+
+
+def test_transformer_errors():
+    with pytest.raises(DataError, match="force_color and force_gray"):
+        DataTransformer(_tp(force_color=True, force_gray=True))
+    with pytest.raises(DataError, match="mean_file or mean_value"):
+        DataTransformer(_tp(mean_file="x", mean_value=[1]))
+    tf = DataTransformer(_tp(crop_size=8))
+    with pytest.raises(DataError, match="smaller than crop_size 8"):
+        tf.check_source_shape((3, 7, 9))
+
+
+def test_random_draws_only_when_needed():
+    assert not DataTransformer(_tp(crop_size=3), "TEST").random
+    assert DataTransformer(_tp(crop_size=3), "TRAIN").random
+    assert DataTransformer(_tp(mirror=True), "TEST").random
