@@ -25,8 +25,13 @@ ACTIONS = ("stop", "snapshot", "none")
 
 
 class Solver:
-    def __init__(self, source, stages=(), level=None, device=None, feed=None):
-        self.param, self.path = netsetup.read_solver_param(source)
+    def __init__(self, source, stages=(), level=None, device=None, feed=None, param=None):
+        """source: solver file path, prototxt text or SolverParameter; ``param``: an already read
+        (and edited) SolverParameter of the file ``source``. stages/level: added to train_state."""
+        if param is None:
+            self.param, self.path = netsetup.read_solver_param(source)
+        else:
+            self.param, self.path = param, str(source)
         p = self.param
         if p.type not in SOLVERS:
             raise SolverError(f"{self.path}: unknown solver type '{p.type}'; valid: {', '.join(SOLVERS)}")
@@ -41,9 +46,10 @@ class Solver:
         if p.random_seed >= 0:
             netsetup.seed_everything(p.random_seed)
         self.net, self.test_nets = netsetup.build_nets(p, self.path, stages, level)
-        self.net.to(self.device)
-        for tn in self.test_nets:
-            tn.to(self.device)
+        for net in [self.net] + self.test_nets:
+            net.to(self.device)
+            if self.device.type != "cpu":
+                _move_data_tops(net, self.device)
         self.entries = groups.learnable(self.net)
         self.learnable = [e[0] for e in self.entries]
         cls = SOLVERS[p.type]
@@ -112,7 +118,7 @@ class Solver:
                 self.net(**self._inputs(self.net, "TRAIN"))
                 if self.net.loss is not None:
                     self.net.backward()
-                    loss += float(self.net.loss)
+                    loss += float(self.net.loss.detach())
             loss /= p.iter_size
             self._update_smoothed_loss(loss, start_iter, p.average_loss)
             if display_now:
@@ -281,3 +287,10 @@ class Solver:
         for w in [w for w in str(paths).split(",") if w]:
             for net in [self.net] + self.test_nets:
                 netsetup.load_checked(net, w)
+
+
+def _move_data_tops(net, device):
+    """Data layers produce CPU tensors; on a GPU their tops are moved to the net's device."""
+    for layer in net.layers:
+        if getattr(layer, "is_data", False):
+            layer.register_forward_hook(lambda m, i, out: [t.to(device) for t in out])

@@ -212,7 +212,7 @@ def test_solver_step_feeds_input_blobs_sgd_closed_form(tmp_path):
     s.step(1)
     assert s.iter == 1
     w = s.net.params["ip"][0].data
-    np.testing.assert_allclose(w, 0.1 * (t * x).sum(0, keepdims=True).T.T / 4, rtol=1e-5)
+    np.testing.assert_allclose(w, 0.1 * (t * x).sum(0, keepdims=True) / 4, rtol=1e-5)
     np.testing.assert_allclose(s.net.blobs["loss"].data, (t ** 2).sum() / 8, rtol=1e-5)
     y = x @ w.T
     s.step(1)

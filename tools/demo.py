@@ -84,7 +84,7 @@ def _write_nets(out, dbs, mean, task, n_classes, classifier, learn_all, batch):
 def _solver(out, name, train, test, base_lr, iters, test_iter):
     from models.demo import demo_solver
     from netspec.spec import write
-    from solver import Solver
+    from solver.solver import Solver
     path = write(demo_solver(train, test, base_lr, iters, test_iter, os.path.join(out, "snapshots", name),
                              stepsize=max(1, int(iters * 0.7))), os.path.join(out, f"{name}_solver.prototxt"))
     return Solver(path)

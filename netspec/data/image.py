@@ -33,7 +33,8 @@ def _rgb_to_gray(rgb, fmt):
 
 
 def decode_image(data, mode=COLOR, where="<bytes>"):
-    """Decode encoded image bytes (or a path) to a uint8 CHW array in Caffe's channel order (BGR)."""
+    """Decode encoded image bytes (or a path) to a uint8 CHW array in Caffe's channel order (BGR).
+    Colour results are strided views of PIL's HWC buffer (np.ascontiguousarray when needed)."""
     try:
         img = Image.open(io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data)
         is_jpeg = img.format == "JPEG"
@@ -53,8 +54,8 @@ def decode_image(data, mode=COLOR, where="<bytes>"):
         else:
             arr = _rgb_to_gray(np.asarray(img.convert("RGB")), img.format)
         return np.ascontiguousarray(arr[None])
-    rgb = np.asarray(img.convert("RGB"))
-    return np.ascontiguousarray(rgb[:, :, ::-1].transpose(2, 0, 1))
+    rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
+    return rgb[:, :, ::-1].transpose(2, 0, 1)   # a C x H x W view; crops copy only what they keep
 
 
 def check_image_header(data, where="<bytes>"):

@@ -4,8 +4,9 @@
 mirror plan per sample); it is a pure function of (source, seed, batch index), so any number of
 workers produces the same batches in the same order. ``Feeder`` runs it through a
 ``torch.utils.data.DataLoader`` (``batch_size=None``: one item = one batch) with ``prefetch`` batches
-in flight and pinned memory when the consumer is on a GPU; the float conversion, mean and scale
-(``DataTransformer.finish``) happen once per batch on the consumer's device.
+in flight and pinned memory when the consumer is on a GPU. The float conversion, mean and scale
+(``DataTransformer.finish``) happen once per batch on the consumer's GPU (workers ship uint8, a
+quarter of the bytes), or, for a CPU consumer, in the workers (the consumer's own cores are busy).
 
 Record order follows Caffe: record p of the stream is ``order[p mod n]``, continuing across the end
 of the source (src/caffe/layers/base_data_layer.cpp, data_layer.cpp, image_data_layer.cpp). With
@@ -34,6 +35,9 @@ class BatchMaker(Dataset):
         self.batch_size, self.seed = int(batch_size), int(seed)
         self.shuffle, self.skip = shuffle, int(skip)
         self._perm = {}
+        #: apply DataTransformer.finish in the worker (CPU consumer: spreads it over the workers);
+        #: otherwise the worker ships uint8 and the consumer (a GPU) finishes
+        self.finish_here = False
 
     def __len__(self):  # the stream is endless; DataLoader never asks with our sampler
         return 1 << 62
@@ -69,6 +73,8 @@ class BatchMaker(Dataset):
             pieces.append(self.tf.crop_mirror(arr, plan))
         data = torch.from_numpy(np.stack(pieces))
         labels = torch.tensor([r[1] for r in records], dtype=torch.float32)
+        if self.finish_here:
+            return self.tf.finish(data, plans), labels, None
         return data, labels, plans
 
 
@@ -93,6 +99,7 @@ class Feeder:
         self.device = torch.device(device)
         workers = default_workers() if num_workers is None else num_workers
         self.next_batch = start
+        maker.finish_here = workers > 0 and self.device.type == "cpu"
         if workers == 0:
             self._it = None
         else:
@@ -111,7 +118,9 @@ class Feeder:
         self.next_batch += 1
         nb = self.device.type == "cuda"
         data = data.to(self.device, non_blocking=nb)
-        return self.maker.tf.finish(data, plans), labels.to(self.device, non_blocking=nb)
+        if plans is not None:
+            data = self.maker.tf.finish(data, plans)
+        return data, labels.to(self.device, non_blocking=nb)
 
     def __iter__(self):
         return self

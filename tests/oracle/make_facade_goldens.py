@@ -17,6 +17,9 @@ tests/golden/facade/<net>.npz holding what real pycaffe computed:
   ours_sha256          sha256 of our .caffemodel, so the test can check our writer still writes it
   meta                 JSON: blob names, layer names, inputs, outputs, top/bottom names, loss weights
 
+and runs tests/legacy_scripts/net_surgery.py under real pycaffe, storing what it prints in
+legacy_net_surgery.stdout and the prototxt it writes (str(n.to_proto())) in legacy_net_surgery.deploy.prototxt.
+
 Weights recipe (pure numpy, same in both environments): for each layer with blobs in net order, each
 blob in Caffe's order, ``RandomState(seed).uniform(-0.5, 0.5, shape)`` from one generator.
 """
@@ -119,6 +122,20 @@ def caffe_side():
         rec["meta"] = np.array(json.dumps(meta))
         np.savez_compressed(os.path.join(GOLDEN, name + ".npz"), **rec)
         print("wrote", name, len(rec), "arrays")
+    legacy()
+
+
+def legacy():
+    out_dir = os.path.join(TMP, "legacy")
+    os.makedirs(out_dir, exist_ok=True)
+    script = os.path.join(HERE, "..", "legacy_scripts", "net_surgery.py")
+    text = subprocess.check_output([sys.executable, script, out_dir]).decode()
+    with open(os.path.join(GOLDEN, "legacy_net_surgery.stdout"), "w") as f:
+        f.write(text)
+    with open(os.path.join(out_dir, "deploy.prototxt")) as src, \
+            open(os.path.join(GOLDEN, "legacy_net_surgery.deploy.prototxt"), "w") as dst:
+        dst.write(src.read())
+    print("wrote legacy_net_surgery.stdout,", len(text.splitlines()), "lines")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,162 @@
+"""Data-input benchmark: our convert_imageset / compute_image_mean / Data layer against real Caffe's.
+
+    python bench/bench_data.py [--n 2000] [--batches 30] [--out bench/results_data.md]
+
+Generates N JPEGs of mixed sizes (300-640 px a side, smooth colour fields + noise) under
+/tmp/recaffe_bench_data (kept between runs), then, in one run:
+
+1. convert_imageset, ours vs Caffe's (through /work/shared/oracle/caffe-run): raw datums resized to
+   256x256, encoded datums resized to 256x256 (re-encoded), encoded datums stored verbatim;
+   images/s, ratio, peak RSS (largest process of the tool's tree, from getrusage of the children);
+2. compute_image_mean on the raw LMDB, ours vs Caffe's;
+3. the Data layer, TRAIN phase, batch 50, crop 227, mirror, mean_file, ours (default worker count)
+   vs Caffe's (pycaffe, its prefetch thread), on the raw and on the encoded LMDB: images/s after
+   two warm-up batches.
+
+Prints a table and writes it with the date to --out. Not a test.
+"""
+import argparse
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+WORK = "/tmp/recaffe_bench_data"
+CAFFE_RUN = "/work/shared/oracle/caffe-run"
+
+
+def make_images(n):
+    from PIL import Image
+    img_dir = os.path.join(WORK, "imgs")
+    marker = os.path.join(WORK, f"images_{n}.done")
+    if os.path.exists(marker):
+        return img_dir
+    shutil.rmtree(img_dir, ignore_errors=True)
+    os.makedirs(img_dir)
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(n):
+        h, w = (int(v) for v in rng.integers(300, 641, 2))
+        small = rng.integers(0, 256, (max(2, h // 40), max(2, w // 40), 3), dtype=np.uint8)
+        img = Image.fromarray(small).resize((w, h), Image.BICUBIC)
+        arr = np.asarray(img).astype(np.int16) + rng.integers(-12, 13, (h, w, 3))
+        name = f"{i % 10}/img_{i:05d}.jpg"
+        os.makedirs(os.path.join(img_dir, str(i % 10)), exist_ok=True)
+        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(os.path.join(img_dir, name), quality=90)
+        lines.append(f"{name} {i % 10}")
+    with open(os.path.join(WORK, "list.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    open(marker, "w").close()
+    return img_dir
+
+
+_RSS = ("import resource,subprocess,sys,time;t=time.perf_counter();"
+        "subprocess.run(sys.argv[1:],check=True,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL);"
+        "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024)")
+
+
+def timed(cmd, caffe=False):
+    """(seconds, peak RSS MiB of the largest process in the command's tree), measured by a small
+    wrapper process (inside the Caffe root for Caffe's tools)."""
+    wrapper = [CAFFE_RUN, "python3"] if caffe else [sys.executable]
+    out = subprocess.run([*wrapper, "-c", _RSS, *cmd], cwd=ROOT, check=True, capture_output=True,
+                         text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+CAFFE_DATA = r'''
+import sys, time, caffe
+caffe.set_mode_cpu()
+src, mean, batches = sys.argv[1], sys.argv[2], int(sys.argv[3])
+open("/tmp/recaffe_bench_data/caffe_data.prototxt", "w").write("""layer { name: "data" type: "Data"
+ top: "data" top: "label" data_param { source: "%s" batch_size: 50 backend: LMDB }
+ transform_param { crop_size: 227 mirror: true mean_file: "%s" } }""" % (src, mean))
+net = caffe.Net("/tmp/recaffe_bench_data/caffe_data.prototxt", caffe.TRAIN)
+for _ in range(2): net.forward()
+t = time.perf_counter()
+for _ in range(batches): net.forward()
+print(batches * 50 / (time.perf_counter() - t))
+'''
+
+
+def caffe_data_rate(src, mean, batches):
+    out = subprocess.run([CAFFE_RUN, "python3", "-c", CAFFE_DATA, src, mean, str(batches)], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout.split()
+    return float(out[-1])
+
+
+def our_data_rate(src, mean, batches):
+    import torch
+    from google.protobuf import text_format
+    from netspec.layers import layer_class
+    from protos import caffe_pb2
+    lp = caffe_pb2.LayerParameter()
+    text_format.Merge('name: "data" type: "Data" top: "data" top: "label" data_param { source: "%s" batch_size: 50 '
+                      'backend: LMDB } transform_param { crop_size: 227 mirror: true mean_file: "%s" }'
+                      % (src, mean), lp)
+    torch.manual_seed(0)
+    layer = layer_class("Data")(lp, [], "TRAIN")
+    for _ in range(2):
+        layer()
+    t = time.perf_counter()
+    for _ in range(batches):
+        layer()
+    rate = batches * 50 / (time.perf_counter() - t)
+    layer.close()
+    return rate
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results_data.md"))
+    args = ap.parse_args()
+    os.makedirs(WORK, exist_ok=True)
+    t_all = time.perf_counter()
+    img_dir = make_images(args.n) + "/"
+    lst = os.path.join(WORK, "list.txt")
+    rows = []
+    convs = [("raw, resize 256x256", ["--resize_height=256", "--resize_width=256"], "raw"),
+             ("encoded, resize 256x256", ["--encoded", "--resize_height=256", "--resize_width=256"], "enc"),
+             ("encoded, verbatim", ["--encoded"], "verb")]
+    for what, flags, tag in convs:
+        ours_db, caffe_db = os.path.join(WORK, f"ours_{tag}"), os.path.join(WORK, f"caffe_{tag}")
+        for p in (ours_db, caffe_db):
+            shutil.rmtree(p, ignore_errors=True)
+        t_c, m_c = timed(["convert_imageset", *flags, img_dir, lst, caffe_db], caffe=True)
+        t_o, m_o = timed([sys.executable, "-m", "tools.convert_imageset", "--quiet", *flags, img_dir, lst, ours_db])
+        rows.append((f"convert_imageset ({what})", args.n / t_o, args.n / t_c, m_o, m_c))
+    mean_o, mean_c = os.path.join(WORK, "ours_mean.binaryproto"), os.path.join(WORK, "caffe_mean.binaryproto")
+    t_c, m_c = timed(["compute_image_mean", os.path.join(WORK, "caffe_raw"), mean_c], caffe=True)
+    t_o, m_o = timed([sys.executable, "-m", "tools.compute_image_mean", os.path.join(WORK, "ours_raw"), mean_o])
+    rows.append(("compute_image_mean (raw LMDB)", args.n / t_o, args.n / t_c, m_o, m_c))
+    for tag, what in [("raw", "raw datums"), ("enc", "encoded JPEG datums")]:
+        r_c = caffe_data_rate(os.path.join(WORK, f"caffe_{tag}"), mean_c, args.batches)
+        r_o = our_data_rate(os.path.join(WORK, f"ours_{tag}"), mean_o, args.batches)
+        rows.append((f"Data layer TRAIN, batch 50, crop 227, mirror, mean_file ({what})", r_o, r_c, None, None))
+    total = time.perf_counter() - t_all
+    lines = [f"# Data-input benchmark ({datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC)", "",
+             f"{args.n} generated JPEGs of 300-640 px a side; machine: {os.cpu_count()} cores (shared), torch "
+             f"CPU. Ours uses its default worker count ({min(4, os.cpu_count() or 1)} processes); Caffe 1.0 (Debian "
+             f"CPU build) runs single-threaded tools and one prefetch thread. Peak RSS: largest process of the "
+             f"tool's process tree. Script: bench/bench_data.py ({total:.0f} s).", "",
+             "| what | ours (images/s) | Caffe (images/s) | ratio | peak RSS ours / Caffe (MiB) |",
+             "|---|---:|---:|---:|---:|"]
+    for what, o, c, mo, mc in rows:
+        mem = f"{mo:.0f} / {mc:.0f}" if mo is not None else "-"
+        lines.append(f"| {what} | {o:.0f} | {c:.0f} | {o / c:.2f}x | {mem} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(args.out, "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The ``caffe`` command's verbs (tools/caffe.cpp: train, test, time, device_query) over recaffe.
+
+    python -m tools.caffe train -solver=solver.prototxt [-weights=a.caffemodel,b.pth | -snapshot=x.solverstate]
+                                [-gpu=0|all|-1] [-iterations=N] [-stage=a,b] [-level=N]
+                                [-sigint_effect=stop] [-sighup_effect=snapshot]
+    python -m tools.caffe test -model=net.prototxt -weights=w.caffemodel [-iterations=50]
+    python -m tools.caffe time -model=net.prototxt [-iterations=50] [-phase=TRAIN]
+    python -m tools.caffe device_query [-gpu=0]
+
+Flags are gflags-style (``-flag=v``, ``--flag v``). Log lines use glog's format (solver.log). Each verb
+validates everything it reads (solver, nets, weights) before writing anything. Train only: -iterations
+overrides max_iter, -snapshot_format=pth writes .pth snapshots.
+"""
+import sys
+
+import torch
+
+from protos.errors import RecaffeError, SolverError
+from .log import log, num, output_lines, warn
+
+FLAGS = {"solver": "", "model": "", "weights": "", "snapshot": "", "gpu": "", "iterations": -1, "phase": "",
+         "level": 0, "stage": "", "sigint_effect": "stop", "sighup_effect": "snapshot",
+         "snapshot_format": "", "debug": False}
+VERBS = ("train", "test", "time", "device_query")
+USAGE = ("usage: caffe <command> <args>\ncommands:\n  train           train or finetune a model\n"
+         "  test            score a model\n  device_query    show GPU diagnostic information\n"
+         "  time            benchmark model execution time")
+
+
+def parse(argv):
+    from netspec.data.flags import parse_flags
+    try:
+        return parse_flags(argv, FLAGS, USAGE)
+    except RecaffeError as e:
+        raise SolverError(str(e).splitlines()[0]) from None
+
+
+def _stages(flags):
+    return tuple(s for s in flags["stage"].split(",") if s) if flags["stage"] else ()
+
+
+def select_device(gpu, solver_param=None):
+    """-gpu semantics (tools/caffe.cpp): '' -> the solver's explicit solver_mode: GPU, else CPU;
+    '-1' -> CPU; 'all' or ids -> the first id. Without CUDA: CPU, with a note."""
+    ids = []
+    if gpu in ("", None):
+        if solver_param is not None and solver_param.HasField("solver_mode") and solver_param.solver_mode == 1:
+            ids = [solver_param.device_id]
+    elif gpu == "all":
+        ids = list(range(torch.cuda.device_count())) or [0]
+    elif gpu != "-1":
+        try:
+            ids = [int(x) for x in gpu.split(",") if x != ""]
+        except ValueError:
+            raise SolverError(f"-gpu: expected device ids (e.g. 0 or 0,1), 'all' or -1, got '{gpu}'") from None
+    if not ids or ids == [-1]:
+        log("Use CPU.", "caffe.cpp:234")
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        warn(f"GPU {ids[0]} requested but CUDA is not available to torch; running on CPU", "caffe.cpp:227")
+        return torch.device("cpu")
+    if ids[0] >= torch.cuda.device_count():
+        raise SolverError(f"-gpu: device {ids[0]} does not exist ({torch.cuda.device_count()} CUDA device(s))")
+    if len(ids) > 1:
+        warn(f"multi-GPU training is not supported; using GPU {ids[0]} only", "caffe.cpp:227")
+    log(f"Using GPUs {ids[0]}", "caffe.cpp:228")
+    return torch.device(f"cuda:{ids[0]}")
+
+
+def train(flags):
+    from .netsetup import read_solver_param
+    from .solver import Solver
+    if not flags["solver"]:
+        raise SolverError("train needs -solver=<solver.prototxt>")
+    if flags["snapshot"] and flags["weights"]:
+        raise SolverError("give -snapshot or -weights, not both (-snapshot resumes, -weights fine-tunes)")
+    param, _ = read_solver_param(flags["solver"])
+    if flags["iterations"] >= 0:
+        param.max_iter = flags["iterations"]
+    for ext in (".h5",):
+        if flags["snapshot"].endswith(ext):
+            raise SolverError(f"{flags['snapshot']}: HDF5 solver states are not supported")
+    device = select_device(flags["gpu"], param)
+    level = flags["level"] if flags["level"] else None
+    solver = Solver(flags["solver"], param=param, stages=_stages(flags), level=level, device=device)
+    if flags["snapshot_format"]:
+        if flags["snapshot_format"] not in ("binaryproto", "pth"):
+            raise SolverError(f"-snapshot_format: '{flags['snapshot_format']}'; valid: binaryproto, pth")
+        solver.snapshot_format = flags["snapshot_format"]
+    if flags["weights"]:
+        solver.load_weights(flags["weights"])
+    solver.install_signal_handlers(flags["sigint_effect"], flags["sighup_effect"])
+    log("Starting Optimization", "caffe.cpp:248")
+    solver.solve(flags["snapshot"] or None)
+    return 0
+
+
+def test(flags):
+    from netspec.net import Net
+    from .netsetup import load_checked
+    from .solver import _move_data_tops
+    if not flags["model"]:
+        raise SolverError("test needs -model=<net.prototxt>")
+    if not flags["weights"]:
+        raise SolverError("test needs -weights=<model.caffemodel> (comma-separated list allowed)")
+    device = select_device(flags["gpu"])
+    net = Net(flags["model"], phase="TEST", stages=_stages(flags), level=flags["level"])
+    for w in flags["weights"].split(","):
+        load_checked(net, w)
+    net.to(device)
+    _move_data_tops(net, device)
+    iters = flags["iterations"] if flags["iterations"] >= 0 else 50
+    log(f"Running for {iters} iterations.", "caffe.cpp:290")
+    sums, loss = None, 0.0
+    with torch.no_grad():
+        for i in range(iters):
+            net()
+            loss += float(net.loss) if net.loss is not None else 0.0
+            outs = [(n, net.blobs[n].reshape(-1).tolist()) for n in net.outputs]
+            if sums is None:
+                sums = [(n, [0.0] * len(v)) for n, v in outs]
+            for (n, acc), (_, vals) in zip(sums, outs):
+                for j, v in enumerate(vals):
+                    acc[j] += v
+                    log(f"Batch {i}, {n} = {num(v)}", "caffe.cpp:313")
+    log(f"Loss: {num(loss / max(iters, 1))}", "caffe.cpp:318")
+    means = [(n, [v / max(iters, 1) for v in acc]) for n, acc in (sums or [])]
+    for line in output_lines("Test", means, net.blob_loss_weights):
+        name_part = line.split(": ", 1)[1]   # caffe test prints '<name> = <mean>' without the prefix
+        log(name_part, "caffe.cpp:330")
+    return 0
+
+
+def time_cmd(flags):
+    from .timing import time_net
+    if not flags["model"]:
+        raise SolverError("time needs -model=<net.prototxt>")
+    phase = flags["phase"] or "TRAIN"
+    if phase not in ("TRAIN", "TEST"):
+        raise SolverError(f"-phase: '{phase}'; valid: TRAIN, TEST")
+    device = select_device(flags["gpu"])
+    iters = flags["iterations"] if flags["iterations"] >= 0 else 50
+    time_net(flags["model"], phase, iters, _stages(flags), flags["level"], device)
+    return 0
+
+
+def device_query(flags):
+    if not torch.cuda.is_available():
+        log("No CUDA device is available to torch (CPU only).", "caffe.cpp:124")
+        return 0
+    ids = range(torch.cuda.device_count()) if flags["gpu"] in ("", "all") else [int(x) for x in flags["gpu"].split(",")]
+    for i in ids:
+        p = torch.cuda.get_device_properties(i)
+        log(f"Querying GPUs {i}", "caffe.cpp:127")
+        for k, v in (("Device id", i), ("Name", p.name), ("Major revision number", p.major),
+                     ("Minor revision number", p.minor), ("Total global memory", p.total_memory),
+                     ("Number of multiprocessors", p.multi_processor_count)):
+            log(f"{k + ':':<30}{v}", "common.cpp:170")
+    return 0
+
+
+def main(argv=None, verb=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if verb is None:
+        if not argv or argv[0] not in VERBS:
+            raise SolverError(f"unknown command '{argv[0] if argv else ''}'; valid: {', '.join(VERBS)}\n{USAGE}")
+        verb, argv = argv[0], argv[1:]
+    flags, pos = parse(argv)
+    if pos:
+        raise SolverError(f"unexpected argument '{pos[0]}' (flags are -name=value)")
+    for k in ("sigint_effect", "sighup_effect"):
+        if flags[k] not in ("stop", "snapshot", "none"):
+            raise SolverError(f"-{k}: '{flags[k]}'; valid: stop, snapshot, none")
+    return {"train": train, "test": test, "time": time_cmd, "device_query": device_query}[verb](flags)
+
+
+def run(fn, argv=None):
+    """Call ``fn`` with tools/_cli.py's error handling when present (one line, exit 2)."""
+    try:
+        from tools._cli import run as cli_run
+    except ImportError:
+        cli_run = None
+    if cli_run is not None:
+        return cli_run(fn)
+    try:
+        sys.exit(fn())
+    except RecaffeError as e:
+        print(f"{sys.argv[0].rsplit('/', 1)[-1]}: error: {str(e).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,10 @@
+"""``caffe time`` as its own tool: ``python -m tools.time [flags]`` (flags as tools/caffe.py; solver/cli.py)."""
+from solver.cli import main as _main, run
+
+
+def main(argv=None):
+    return run(lambda: _main(argv, verb="time"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+"""``caffe train`` as its own tool: ``python -m tools.train [flags]`` (flags as tools/caffe.py; solver/cli.py)."""
+from solver.cli import main as _main, run
+
+
+def main(argv=None):
+    return run(lambda: _main(argv, verb="train"))
+
+
+if __name__ == "__main__":
+    main()
