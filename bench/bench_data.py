@@ -13,11 +13,15 @@ Generates N JPEGs of mixed sizes (300-640 px a side, smooth colour fields + nois
    vs Caffe's (pycaffe, its prefetch thread), on the raw and on the encoded LMDB: images/s after
    two warm-up batches.
 
+Also reported: CPU time per image (all processes / threads), which does not depend on how busy the
+shared machine is, unlike images/s.
+
 Prints a table and writes it with the date to --out. Not a test.
 """
 import argparse
 import datetime
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -58,37 +62,44 @@ def make_images(n):
 
 _RSS = ("import resource,subprocess,sys,time;t=time.perf_counter();"
         "subprocess.run(sys.argv[1:],check=True,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL);"
-        "print(time.perf_counter()-t, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024)")
+        "r=resource.getrusage(resource.RUSAGE_CHILDREN);"
+        "print(time.perf_counter()-t, r.ru_maxrss/1024, r.ru_utime+r.ru_stime)")
 
 
 def timed(cmd, caffe=False):
-    """(seconds, peak RSS MiB of the largest process in the command's tree), measured by a small
-    wrapper process (inside the Caffe root for Caffe's tools)."""
+    """(seconds, peak RSS MiB of the largest process in the command's tree, CPU seconds of the tree),
+    measured by a small wrapper process (inside the Caffe root for Caffe's tools)."""
     wrapper = [CAFFE_RUN, "python3"] if caffe else [sys.executable]
     out = subprocess.run([*wrapper, "-c", _RSS, *cmd], cwd=ROOT, check=True, capture_output=True,
                          text=True).stdout.split()
-    return float(out[0]), float(out[1])
+    return float(out[0]), float(out[1]), float(out[2])
 
 
 CAFFE_DATA = r'''
-import sys, time, caffe
+import sys, time, resource, caffe
 caffe.set_mode_cpu()
+cpu = lambda: (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
 src, mean, batches = sys.argv[1], sys.argv[2], int(sys.argv[3])
 open("/tmp/recaffe_bench_data/caffe_data.prototxt", "w").write("""layer { name: "data" type: "Data"
  top: "data" top: "label" data_param { source: "%s" batch_size: 50 backend: LMDB }
  transform_param { crop_size: 227 mirror: true mean_file: "%s" } }""" % (src, mean))
 net = caffe.Net("/tmp/recaffe_bench_data/caffe_data.prototxt", caffe.TRAIN)
 for _ in range(2): net.forward()
-t = time.perf_counter()
+t, c = time.perf_counter(), cpu()
 for _ in range(batches): net.forward()
-print(batches * 50 / (time.perf_counter() - t))
+print(batches * 50 / (time.perf_counter() - t), (cpu() - c) / (batches * 50))
 '''
 
 
 def caffe_data_rate(src, mean, batches):
     out = subprocess.run([CAFFE_RUN, "python3", "-c", CAFFE_DATA, src, mean, str(batches)], cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout.split()
-    return float(out[-1])
+    return float(out[-2]), float(out[-1])
+
+
+def _cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def our_data_rate(src, mean, batches):
@@ -104,12 +115,13 @@ def our_data_rate(src, mean, batches):
     layer = layer_class("Data")(lp, [], "TRAIN")
     for _ in range(2):
         layer()
-    t = time.perf_counter()
+    t, c = time.perf_counter(), _cpu()
     for _ in range(batches):
         layer()
     rate = batches * 50 / (time.perf_counter() - t)
+    cpu = (_cpu() - c) / (batches * 50)
     layer.close()
-    return rate
+    return rate, cpu
 
 
 def main():
@@ -119,6 +131,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results_data.md"))
     args = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)
+    load0 = open("/proc/loadavg").read().split()[0]
     t_all = time.perf_counter()
     img_dir = make_images(args.n) + "/"
     lst = os.path.join(WORK, "list.txt")
@@ -130,28 +143,32 @@ def main():
         ours_db, caffe_db = os.path.join(WORK, f"ours_{tag}"), os.path.join(WORK, f"caffe_{tag}")
         for p in (ours_db, caffe_db):
             shutil.rmtree(p, ignore_errors=True)
-        t_c, m_c = timed(["convert_imageset", *flags, img_dir, lst, caffe_db], caffe=True)
-        t_o, m_o = timed([sys.executable, "-m", "tools.convert_imageset", "--quiet", *flags, img_dir, lst, ours_db])
-        rows.append((f"convert_imageset ({what})", args.n / t_o, args.n / t_c, m_o, m_c))
+        t_c, m_c, c_c = timed(["convert_imageset", *flags, img_dir, lst, caffe_db], caffe=True)
+        t_o, m_o, c_o = timed([sys.executable, "-m", "tools.convert_imageset", "--quiet", *flags, img_dir, lst, ours_db])
+        rows.append((f"convert_imageset ({what})", args.n / t_o, args.n / t_c, m_o, m_c, c_o / args.n, c_c / args.n))
     mean_o, mean_c = os.path.join(WORK, "ours_mean.binaryproto"), os.path.join(WORK, "caffe_mean.binaryproto")
-    t_c, m_c = timed(["compute_image_mean", os.path.join(WORK, "caffe_raw"), mean_c], caffe=True)
-    t_o, m_o = timed([sys.executable, "-m", "tools.compute_image_mean", os.path.join(WORK, "ours_raw"), mean_o])
-    rows.append(("compute_image_mean (raw LMDB)", args.n / t_o, args.n / t_c, m_o, m_c))
+    t_c, m_c, c_c = timed(["compute_image_mean", os.path.join(WORK, "caffe_raw"), mean_c], caffe=True)
+    t_o, m_o, c_o = timed([sys.executable, "-m", "tools.compute_image_mean", os.path.join(WORK, "ours_raw"), mean_o])
+    rows.append(("compute_image_mean (raw LMDB)", args.n / t_o, args.n / t_c, m_o, m_c, c_o / args.n, c_c / args.n))
     for tag, what in [("raw", "raw datums"), ("enc", "encoded JPEG datums")]:
-        r_c = caffe_data_rate(os.path.join(WORK, f"caffe_{tag}"), mean_c, args.batches)
-        r_o = our_data_rate(os.path.join(WORK, f"ours_{tag}"), mean_o, args.batches)
-        rows.append((f"Data layer TRAIN, batch 50, crop 227, mirror, mean_file ({what})", r_o, r_c, None, None))
+        r_c, c_c = caffe_data_rate(os.path.join(WORK, f"caffe_{tag}"), mean_c, args.batches)
+        r_o, c_o = our_data_rate(os.path.join(WORK, f"ours_{tag}"), mean_o, args.batches)
+        rows.append((f"Data layer TRAIN, batch 50, crop 227, mirror, mean_file ({what})", r_o, r_c, None, None,
+                     c_o, c_c))
     total = time.perf_counter() - t_all
     lines = [f"# Data-input benchmark ({datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC)", "",
              f"{args.n} generated JPEGs of 300-640 px a side; machine: {os.cpu_count()} cores (shared), torch "
              f"CPU. Ours uses its default worker count ({min(4, os.cpu_count() or 1)} processes); Caffe 1.0 (Debian "
              f"CPU build) runs single-threaded tools and one prefetch thread. Peak RSS: largest process of the "
              f"tool's process tree. Script: bench/bench_data.py ({total:.0f} s).", "",
-             "| what | ours (images/s) | Caffe (images/s) | ratio | peak RSS ours / Caffe (MiB) |",
-             "|---|---:|---:|---:|---:|"]
-    for what, o, c, mo, mc in rows:
+             f"Load average at the start: {load0}; CPU ms/image = user+sys CPU time of all processes and "
+             f"threads per image (independent of how busy the machine is).", "",
+             "| what | ours (images/s) | Caffe (images/s) | ratio | CPU ms/image ours / Caffe | "
+             "peak RSS ours / Caffe (MiB) |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for what, o, c, mo, mc, co, cc in rows:
         mem = f"{mo:.0f} / {mc:.0f}" if mo is not None else "-"
-        lines.append(f"| {what} | {o:.0f} | {c:.0f} | {o / c:.2f}x | {mem} |")
+        lines.append(f"| {what} | {o:.0f} | {c:.0f} | {o / c:.2f}x | {co * 1000:.1f} / {cc * 1000:.1f} | {mem} |")
     text = "\n".join(lines) + "\n"
     print(text)
     with open(args.out, "w") as f:

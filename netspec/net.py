@@ -177,24 +177,29 @@ class Net(nn.Module):
                 with torch.no_grad() if s.grad_free else contextlib.nullcontext():
                     blobs[nxt.tops[0]] = netfuse.bn_scale(s.layer, nxt.layer, blobs[s.bottoms[0]])
                 continue
-            if s.tops and all(t in fed for t in s.tops if t != AUTO_TOP) and not s.layer.lp.bottom:
+            if s.source and all(t in fed for t in s.tops):   # fed tops of an Input/data layer
                 tops = [fed[t] for t in s.tops]
-                if self.force_backward and getattr(s.layer, "feeds_inputs", False):
+                if s.feeds and self.force_backward:
                     tops = [t if t.requires_grad else t.detach().requires_grad_(True) for t in tops]
-                if getattr(s.layer, "feeds_inputs", False):
+                if s.feeds:
                     self.input_blobs.update(zip(s.tops, tops))
-            elif getattr(s.layer, "feeds_inputs", False):
-                missing = [t for t in s.tops if t not in fed and t not in blobs]
+            elif s.feeds:
+                missing = [t for t in s.tops if t not in blobs]
                 if missing:
                     raise NetError(f"net '{self.name}': input blob '{missing[0]}' (layer '{s.layer.name}') "
                                    f"was not given; inputs are {', '.join(self.inputs)}")
-                tops = s.layer(*[fed[t] if t in fed else blobs[t] for t in s.tops])
+                tops = s.layer(*[blobs[t] for t in s.tops])
+            elif s.source:
+                tops = s.layer()
             else:
                 bottoms = [blobs[b] for b in s.bottoms]
                 for i in s.detach:
                     bottoms[i] = bottoms[i].detach()
-                with torch.no_grad() if s.grad_free else contextlib.nullcontext():
-                    tops = s.layer() if s.layer.is_data and not s.bottoms else s.layer(*bottoms)
+                if s.grad_free:
+                    with torch.no_grad():
+                        tops = s.layer(*bottoms)
+                else:
+                    tops = s.layer(*bottoms)
             for j, t in enumerate(s.tops):
                 if t != AUTO_TOP:
                     blobs[t] = tops[j]
@@ -274,10 +279,15 @@ class Net(nn.Module):
 
 
 class _Step:
-    __slots__ = ("layer", "bottoms", "tops", "loss", "detach", "grad_free", "fuse")
+    """One layer of the forward schedule: bottoms/tops by blob name, (top index, weight) losses,
+    bottom indices to detach (propagate_down false); source: no bottoms (Input/data layers);
+    feeds: an Input layer, whose tops come from the call's arguments."""
+    __slots__ = ("layer", "bottoms", "tops", "loss", "detach", "grad_free", "fuse", "source", "feeds")
 
     def __init__(self, layer, bottoms, tops, loss, detach):
         self.layer, self.bottoms, self.tops, self.loss, self.detach = layer, bottoms, tops, loss, detach
+        self.source = not bottoms and getattr(layer, "is_data", False)
+        self.feeds = self.source and getattr(layer, "feeds_inputs", False)
         self.grad_free = self.fuse = False
 
 

@@ -5,11 +5,13 @@ legacy ``num/channels/height/width`` fields is present the blob is 4-D (num, cha
 otherwise its shape is ``shape.dim``. Values come from ``double_data`` when non-empty, else ``data``
 (likewise ``double_diff`` / ``diff``); the count must equal the shape's product.
 
-Speed: a repeated float field of protobuf's Python API yields one Python float per element, which costs
-seconds for a 100M-value fc layer. The BlobProto is serialized (protobuf's C code) and its packed
-``data`` bytes (caffe.proto: field 5, packed float) are viewed with ``np.frombuffer``; writing builds the
-same bytes from ``ndarray.tobytes()`` and lets protobuf parse them. Unpacked encodings (which parsers
-must accept) fall back to the slow path.
+Speed: iterating a repeated float field of protobuf's Python API makes one Python float per element
+(seconds for a 100M-value fc layer). protobuf's upb backend exposes repeated scalars to numpy through
+``__array__`` (a C copy), which is used when present; otherwise, and when the caller has the raw bytes
+(a .binaryproto file), the packed ``data`` bytes (caffe.proto: field 5, packed float) are viewed with
+``np.frombuffer``. Writing builds the same bytes from ``ndarray.tobytes()`` and lets protobuf parse them
+(``extend`` from an array goes element by element). Unpacked encodings (which parsers must accept)
+fall back to the slow path.
 """
 import numpy as np
 
@@ -72,12 +74,13 @@ def blobproto_to_array(blob, return_diff=False, raw=None):
     ``raw``: the blob's serialized bytes when the caller already has them (e.g. a file's content)."""
     shape = blob_shape(blob)
     count = int(np.prod(shape, dtype=np.int64))
-    fields = _packed_fields(raw if raw is not None else blob.SerializeToString())
     dfield, sfield = (_DDIFF, _DIFF) if return_diff else (_DDATA, _DATA)
-    if fields is None:
-        vals = getattr(blob, "double_diff" if return_diff else "double_data")
-        arr = np.array(vals, np.float64) if len(vals) else np.array(
-            getattr(blob, "diff" if return_diff else "data"), np.float32)
+    dvals, svals = (blob.double_diff, blob.diff) if return_diff else (blob.double_data, blob.data)
+    fields = None
+    if raw is not None or not hasattr(svals, "__array__"):
+        fields = _packed_fields(raw if raw is not None else blob.SerializeToString())
+    if fields is None:  # upb's C copy through __array__, or an unpacked encoding
+        arr = np.array(dvals, np.float64) if len(dvals) else np.array(svals, np.float32)
     elif dfield in fields:
         arr = np.frombuffer(fields[dfield], "<f8").astype(np.float64)
     else:

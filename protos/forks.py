@@ -174,7 +174,7 @@ def clean(text, descriptor, path, lenient, error_cls):
             edits.append((u.start, u.end, ""))
         else:
             raise error_cls(f"{where}: unknown field '{u.name}' in {u.message}; "
-                            f"{suggestion(u.name, u.field_names)} (lenient=True drops unknown fields)")
+                            f"{suggestion(u.name, u.field_names)} (lenient=True or --lenient drops unknown fields)")
     for (message, name), occ in dropped.items():
         lines = ", ".join(str(u.line) for u in occ[:5]) + (", ..." if len(occ) > 5 else "")
         what = f"field '{name}' with unknown enum value(s) {sorted({u.value for u in occ})}" if occ[0].enum \

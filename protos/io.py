@@ -29,6 +29,7 @@ from .blob import array_to_blobproto, array_to_datum, blobproto_to_array, datum_
 from .errors import ProtoError
 
 _BINARY_EXT = (".caffemodel", ".binaryproto", ".solverstate", ".pb", ".bin")
+_PATH_EXT = _BINARY_EXT + (".prototxt", ".pt", ".txt", ".proto")
 _UNKNOWN_FIELD = re.compile(r'has no field named "')
 _ENUM = re.compile(r'Enum type "([\w.]+)" has no value (?:named|with number) (\S+?)\.?$')
 
@@ -38,7 +39,9 @@ def _is_path(source):
         return True
     if not isinstance(source, str) or not source:
         return False
-    return os.path.exists(source) or not any(c in source for c in "\n{:")
+    if os.path.exists(source) or not any(c in source for c in "\n{:"):
+        return True
+    return not any(c in source for c in " \t\n{") and source.endswith(_PATH_EXT)
 
 
 def _load(source):

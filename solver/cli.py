@@ -28,11 +28,37 @@ USAGE = ("usage: caffe <command> <args>\ncommands:\n  train           train or f
 
 
 def parse(argv):
-    from netspec.data.flags import parse_flags
-    try:
-        return parse_flags(argv, FLAGS, USAGE)
-    except RecaffeError as e:
-        raise SolverError(str(e).splitlines()[0]) from None
+    """gflags spellings: -f=v, --f=v, -f v, --f v; booleans -f, --f=false, --nof. -> (flags, positionals)."""
+    flags, pos, args, i = dict(FLAGS), [], list(argv), 0
+    while i < len(args):
+        a = args[i]
+        i += 1
+        if not a.startswith("-") or a == "-":
+            pos.append(a)
+            continue
+        name, eq, value = a.lstrip("-").partition("=")
+        if name in ("h", "help", "helpfull"):
+            raise SystemExit(USAGE)
+        if name not in FLAGS and name.startswith("no") and isinstance(FLAGS.get(name[2:]), bool) and not eq:
+            flags[name[2:]] = False
+            continue
+        if name not in FLAGS:
+            raise SolverError(f"unknown flag '{a}'; valid: " + ", ".join("-" + k for k in sorted(FLAGS)))
+        default = FLAGS[name]
+        if isinstance(default, bool):
+            if eq and value.lower() not in ("true", "false", "1", "0"):
+                raise SolverError(f"-{name}: expected true or false, got '{value}'")
+            flags[name] = not eq or value.lower() in ("true", "1")
+            continue
+        if not eq:
+            if i >= len(args):
+                raise SolverError(f"-{name} needs a value")
+            value, i = args[i], i + 1
+        try:
+            flags[name] = type(default)(value)
+        except ValueError:
+            raise SolverError(f"-{name}: expected {type(default).__name__}, got '{value}'") from None
+    return flags, pos
 
 
 def _stages(flags):

@@ -30,9 +30,20 @@ class GlogFormatter(logging.Formatter):
                 f"{src}] {record.getMessage()}")
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever ``sys.stderr`` is at the time (tests and tools may replace it)."""
+
+    def emit(self, record):
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:
+            self.handleError(record)
+
+
 def _ensure_handler():
     if not logger.handlers:
-        h = logging.StreamHandler(sys.stderr)
+        h = _StderrHandler()
         h.setFormatter(GlogFormatter())
         logger.addHandler(h)
         logger.setLevel(logging.INFO)

@@ -138,9 +138,9 @@ def load_checked(net, path):
 def atomic_torch_save(obj, path):
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    os.close(fd)
     try:
-        torch.save(obj, tmp)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -52,6 +52,24 @@ class CaffeOptimizer(torch.optim.Optimizer):
         self.iteration = 0
         self.last_clip = None   # (norm, scale) when the last step clipped, for the solver's log line
 
+    def add_param_group(self, param_group):
+        """torch's checks, without the torch._dynamo import torch's version triggers on first use
+        (seconds at every tool start-up)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        params = param_group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        for q in params:
+            if not isinstance(q, torch.Tensor) or not (q.is_leaf or q.retains_grad):
+                raise TypeError("optimizer params must be leaf tensors")
+        seen = {id(q) for g in self.param_groups for q in g["params"]}
+        if any(id(q) in seen for q in params) or len({id(q) for q in params}) != len(params):
+            raise ValueError("a parameter appears more than once in the param groups")
+        group = dict(param_group, params=params)
+        for k, v in self.defaults.items():
+            group.setdefault(k, v)
+        self.param_groups.append(group)
+
     # -- state -------------------------------------------------------------------------------------
     def histories(self, p):
         """The history tensors of ``p`` (created as zeros), in Caffe's SolverState order."""

@@ -125,10 +125,10 @@ class Solver:
                 lapse = time.time() - tick
                 per_s = (self.iter - tick_iter) / lapse if lapse > 0 and self.iter > tick_iter else 0.0
                 log(f"Iteration {self.iter} ({num(per_s)} iter/s, {num(lapse)}s/{p.display} iters), "
-                    f"loss = {num(self.smoothed_loss)}", "solver.cpp:228")
+                    f"loss = {num(self.smoothed_loss)}", "solver.cpp:239")
                 tick, tick_iter = time.time(), self.iter
                 for line in output_lines("Train", self._outputs(self.net), self.net.blob_loss_weights):
-                    log(line, "solver.cpp:244")
+                    log(line, "solver.cpp:258")
             self.apply_update(display_now)
             self.iter += 1
             action = self._poll()
@@ -145,7 +145,7 @@ class Solver:
             log(f"MultiStep Status: Iteration {self.iter}, step = {step}", "sgd_solver.cpp:62")
         self.current_step = step
         if display_now:
-            log(f"Iteration {self.iter}, lr = {num(rate)}", "sgd_solver.cpp:106")
+            log(f"Iteration {self.iter}, lr = {num(rate)}", "sgd_solver.cpp:112")
         for g in self.optimizer.param_groups:
             g["lr"] = rate
         self.optimizer.iteration = self.iter
@@ -175,6 +175,7 @@ class Solver:
         if resume_file:
             log(f"Restoring previous solver status from {resume_file}", "solver.cpp:296")
             self.restore(resume_file)
+        start_iter = self.iter
         self.step(p.max_iter - self.iter)
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
@@ -185,11 +186,11 @@ class Solver:
             with torch.no_grad():
                 self.net(**self._inputs(self.net, "TRAIN"))
             loss = float(self.net.loss) if self.net.loss is not None else 0.0
-            self._update_smoothed_loss(loss, self.iter, p.average_loss)
-            log(f"Iteration {self.iter}, loss = {num(self.smoothed_loss)}", "solver.cpp:331")
+            self._update_smoothed_loss(loss, start_iter, p.average_loss)
+            log(f"Iteration {self.iter}, loss = {num(self.smoothed_loss)}", "solver.cpp:327")
         if p.test_interval and self.iter % p.test_interval == 0:
             self.test_all()
-        log("Optimization Done.", "solver.cpp:339")
+        log("Optimization Done.", "solver.cpp:332")
 
     # -- testing -----------------------------------------------------------------------------------
     @staticmethod
@@ -206,7 +207,7 @@ class Solver:
     def test(self, k=0):
         """Solver::Test: test_iter[k] forward passes of test net k; returns {output name: [means]}."""
         p, net = self.param, self.test_nets[k]
-        log(f"Iteration {self.iter}, Testing net (#{k})", "solver.cpp:351")
+        log(f"Iteration {self.iter}, Testing net (#{k})", "solver.cpp:347")
         sums, loss = None, 0.0
         n = p.test_iter[k]
         with torch.no_grad():
@@ -225,7 +226,7 @@ class Solver:
                     for i, v in enumerate(vals):
                         acc[i] += v
         if p.test_compute_loss:
-            log(f"Test loss: {num(loss / n)}", "solver.cpp:398")
+            log(f"Test loss: {num(loss / n)}", "solver.cpp:401")
         means = [(name, [v / n for v in acc]) for name, acc in (sums or [])]
         for line in output_lines("Test", means, net.blob_loss_weights):
             log(line, "solver.cpp:414")
@@ -248,17 +249,17 @@ class Solver:
         history = state.history_list(self.optimizer, self.learnable)
         if fmt == "pth":
             model, solverstate = base + ".pth", base + ".solverstate.pth"
-            log(f"Snapshotting to torch file {model}", "solver.cpp:445")
+            log(f"Snapshotting to torch file {model}", "solver.cpp:464")
             self.net.save_weights(model)
-            log(f"Snapshotting solver state to torch file {solverstate}", "sgd_solver.cpp:273")
+            log(f"Snapshotting solver state to torch file {solverstate}", "sgd_solver.cpp:284")
             payload = {"iter": self.iter, "learned_net": model, "current_step": self.current_step,
                        "history": [h.detach().cpu() for h in history]}
             netsetup.atomic_torch_save(payload, solverstate)
         else:
             model, solverstate = base + ".caffemodel", base + ".solverstate"
-            log(f"Snapshotting to binary proto file {model}", "solver.cpp:445")
+            log(f"Snapshotting to binary proto file {model}", "solver.cpp:464")
             self.net.save_weights(model)
-            log(f"Snapshotting solver state to binary proto file {solverstate}", "sgd_solver.cpp:273")
+            log(f"Snapshotting solver state to binary proto file {solverstate}", "sgd_solver.cpp:284")
             state.write_solverstate(solverstate, self.iter, model, history, self.current_step)
         return model, solverstate
 

@@ -53,7 +53,9 @@ def test_matches_caffe(golden, case):
         assert np.array_equal(label.numpy(), golden[f"{case}_label_{k}"])
 
 
-def test_worker_processes_give_the_same_batches(golden):
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_workers_give_the_same_batches(golden, monkeypatch, backend):
+    monkeypatch.setenv("RECAFFE_DATA_BACKEND", backend)   # process: DataLoader workers, uint8 shipped
     layer = make(str(golden["raw_meanfile_layer"]), workers=2)
     try:
         for k in range(4):

@@ -10,9 +10,9 @@ import pytest
 
 from netspec.data.convert import compute_image_mean, convert_imageset
 from netspec.data.datum import datum_to_array, parse_datum
-from netspec.data.flags import parse_flags
 from netspec.data.lmdb_io import LMDBReader
 from netspec.data.meanfile import read_mean
+from netspec.data.sources import read_list
 from protos.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +27,7 @@ def records(path):
 
 @pytest.mark.parametrize("golden,kw", [("lmdb_raw", {}), ("lmdb_enc", {"encoded": True}),
                                         ("lmdb_gray", {"gray": True}),
-                                        ("lmdb_resized", {"resize_height": 13, "resize_width": 17})])
+                                        ("lmdb_resized", {"resize_height": 13, "resize_width": 17, "exact_resize": True})])
 def test_convert_imageset_matches_caffe(tmp_path, golden, kw):
     out = str(tmp_path / "db")
     s = convert_imageset(IMAGES, LIST, out, workers=2 if golden == "lmdb_raw" else 1, progress=False, **kw)
@@ -60,19 +60,30 @@ def test_resize_within_one_level_of_caffe():
         assert np.array_equal(ours[:, 1:-1], g[j][:, 1:-1])
 
 
+def test_fast_resize_within_one_level_of_caffe(tmp_path):
+    """convert_imageset's default (torch bilinear) vs Caffe's cv::resize: at most 1 grey level."""
+    out = str(tmp_path / "db")
+    convert_imageset(IMAGES, LIST, out, resize_height=13, resize_width=17, workers=1, progress=False)
+    ours, ref = records(out), records(os.path.join(GOLDEN, "lmdb_resized"))
+    assert [k for k, _ in ours] == [k for k, _ in ref]
+    for (_, a), (_, b) in zip(ours, ref):
+        da, db = datum_to_array(parse_datum(a)).astype(int), datum_to_array(parse_datum(b)).astype(int)
+        assert da.shape == db.shape and np.abs(da - db).max() <= 1
+
+
 def test_cli_flag_spellings(tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     env = dict(os.environ, PYTHONPATH=ROOT)
-    for db, flags in [(a, ["-resize_height=13", "-resize_width=17"]), (b, ["--resize_height", "13", "--resize_width", "17",
-                                                                          "--workers", "1", "--quiet"])]:
+    for db, flags in [(a, ["-resize_height=13", "-resize_width=17", "-exact_resize"]),
+                      (b, ["--resize_height", "13", "--resize_width", "17", "--workers", "1", "--quiet", "--exact_resize=true"])]:
         r = subprocess.run([sys.executable, "-m", "tools.convert_imageset", *flags, IMAGES, LIST, db], cwd=ROOT,
                            env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert "wrote 8 images" in r.stderr
     assert records(a) == records(b) == records(os.path.join(GOLDEN, "lmdb_resized"))
-    flags, pos = parse_flags(["--nogray", "-shuffle=false", "--encode_type=png", "x"],
-                             {"gray": True, "shuffle": True, "encode_type": ""}, "usage")
-    assert flags == {"gray": False, "shuffle": False, "encode_type": "png"} and pos == ["x"]
+    from tools.convert_imageset import parser
+    a = parser().parse_args(["-gray", "--nogray", "-shuffle=true", "--encode_type", "png", "--skip-bad", "r/", "l", "d"])
+    assert (a.gray, a.shuffle, a.encode_type, a.skip_bad, a.db) == (False, True, "png", True, "d")
 
 
 def test_cli_errors_one_line_exit_2(tmp_path):
@@ -100,6 +111,26 @@ def test_bad_image_is_an_error_and_leaves_nothing(tmp_path):
     assert keys == [b"00000000_img_0.png", b"00000002_img_2.png"]   # the bad line's index is consumed
     with pytest.raises(DataError, match="already exists"):
         convert_imageset(IMAGES, str(lst), db, workers=1, progress=False, skip_bad=True)
+
+
+def test_interrupt_leaves_nothing(tmp_path):
+    import signal
+    import time
+    lst = tmp_path / "list.txt"
+    names = [path for path, _, _ in read_list(LIST)]
+    lst.write_text("".join(f"{names[i % 8]} {i}\n" for i in range(4000)))
+    db = tmp_path / "db"
+    p = subprocess.Popen([sys.executable, "-m", "tools.convert_imageset", "--workers", "1", "--exact_resize",
+                          "--resize_height", "64", "--resize_width", "64", IMAGES, str(lst), str(db)],
+                         cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 20
+    while not [n for n in os.listdir(tmp_path) if n.startswith(".db.tmp")] and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    p.send_signal(signal.SIGTERM)
+    err = p.communicate(timeout=30)[1]
+    assert p.returncode == 130, err
+    assert sorted(os.listdir(tmp_path)) == ["list.txt"]   # neither the database nor its temp dir
 
 
 def test_bad_lines_skipped_and_counted(tmp_path):

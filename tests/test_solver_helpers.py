@@ -3,6 +3,7 @@ temp folder with a given case's solver text and ParamSpecs, read by our Solver."
 import contextlib
 import json
 import os
+import re
 
 import numpy as np
 import torch
@@ -24,8 +25,11 @@ def write_case(tmp, name, extra_solver="", solver_text=None, params=None):
     with open(os.path.join(tmp, "net.prototxt"), "w") as f:
         f.write(text)
     path = os.path.join(tmp, "solver.prototxt")
+    base = solver_text or case["solver"]
+    for field in set(re.findall(r"(\w+):", extra_solver)):   # extra settings replace the case's
+        base = re.sub(rf"\b{field}: \S+", "", base)
     with open(path, "w") as f:
-        f.write(f'net: "{tmp}/net.prototxt"\n{solver_text or case["solver"]}\n{extra_solver}\n')
+        f.write(f'net: "{tmp}/net.prototxt"\n{base}\n{extra_solver}\n')
     return path
 
 

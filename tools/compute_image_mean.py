@@ -5,25 +5,33 @@
 Writes a BlobProto (num 1, C, H, W) to OUTPUT_FILE (a name ending in .npy writes a numpy array of
 shape (C, H, W) instead), optionally also --npy, and prints ``mean_value channel [c]: v`` per channel.
 """
+import os
 import sys
 
-import numpy as np
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from netspec.data.convert import compute_image_mean
-from netspec.data.flags import parse_flags
-from netspec.data.meanfile import write_mean
+import numpy as np  # noqa: E402
 
-USAGE = "usage: compute_image_mean [--backend lmdb] [--npy FILE.npy] INPUT_DB [OUTPUT_FILE]"
-FLAGS = {"backend": "lmdb", "npy": "", "workers": -1}
+from netspec.data.convert import compute_image_mean  # noqa: E402
+from netspec.data.meanfile import write_mean  # noqa: E402
+from tools._cli import FlagParser, run  # noqa: E402
+
+
+def parser():
+    p = FlagParser(prog="compute_image_mean", description="Compute the mean image of an LMDB of Datums.")
+    p.add_flag("backend", "lmdb", str, "database backend (lmdb)")
+    p.add_flag("npy", "", str, "also write the mean as a (C, H, W) .npy file")
+    p.add_flag("workers", None, int, "decoding processes for encoded datums (default: min(4, cores))")
+    p.add_argument("input_db", metavar="INPUT_DB")
+    p.add_argument("output", metavar="OUTPUT_FILE", nargs="?")
+    return p
 
 
 def main(argv=None):
-    from protos.errors import DataError
-    flags, pos = parse_flags(sys.argv[1:] if argv is None else argv, FLAGS, USAGE)
-    if len(pos) not in (1, 2):
-        raise DataError(f"expected INPUT_DB [OUTPUT_FILE], got {len(pos)} argument(s)\n{USAGE}")
-    mean, count = compute_image_mean(pos[0], None if flags["workers"] < 0 else flags["workers"], flags["backend"])
-    outs = ([pos[1]] if len(pos) == 2 else []) + ([flags["npy"]] if flags["npy"] else [])
+    a = parser().parse_args(argv)
+    mean, count = compute_image_mean(a.input_db, a.workers, a.backend)
+    outs = ([a.output] if a.output else []) + ([a.npy] if a.npy else [])
     for out in outs:
         if out.endswith(".npy"):
             np.save(out, mean)
@@ -38,8 +46,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        from tools._cli import run
-    except ImportError:
-        from tools.convert_imageset import _fallback_run as run
-    run(main)
+    run(main, "compute_image_mean")

@@ -45,7 +45,7 @@ class Regime:
 def _prepare_data(out, quick):
     from tools import demo_data
     per = dict(source_train=60 if quick else 120, source_test=20 if quick else 30,
-               target_train=12 if quick else 16, target_test=30 if quick else 40)
+               target_train=10 if quick else 10, target_test=30 if quick else 40)
     lists = {}
     t0 = time.time()
     for key, n in per.items():
@@ -103,10 +103,7 @@ def _train(s, regime, iters, test_every):
 
 
 def _test(s):
-    from solver import log as solver_log
-    with solver_log.capture():
-        scores = s.test(0)
-    return float(scores["acc"][0])
+    return float(s.test(0)["acc"][0])
 
 
 def _plot(regimes, source, path):
@@ -138,7 +135,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     out = os.path.abspath(args.out)
     os.makedirs(os.path.join(out, "snapshots"), exist_ok=True)
+    import logging
     import torch
+    quiet = logging.getLogger("recaffe")   # the solvers' Caffe-format log lines: not in the demo's output
+    quiet.addHandler(logging.NullHandler())
+    quiet.setLevel(logging.WARNING)
+    quiet.propagate = False
     torch.manual_seed(1701)
     np.random.seed(1701)
     t_start = time.time()
@@ -146,7 +148,7 @@ def main(argv=None):
     dbs, mean, per = _prepare_data(out, q)
 
     # -- 3. pretrain on the source task ------------------------------------------------------------
-    pre_iters = 120 if q else 700
+    pre_iters = 120 if q else 500
     tr, te = _write_nets(out, dbs, mean, "source", 10, "fc8", True, 50)
     s = _solver(out, "source", tr, te, 0.01, pre_iters, per["source_test"] * 10 // 50)
     source = Regime("source pretrain")
@@ -156,7 +158,7 @@ def main(argv=None):
     s.net.save_weights(pretrained)
 
     # -- 4. target regimes ------------------------------------------------------------------------
-    ft_iters = 60 if q else 300
+    ft_iters = 60 if q else 200
     test_iter = per["target_test"] * 5 // 50
     _say(f"[4/5] target task: 5 classes, {per['target_train'] * 5} training images; {ft_iters} iterations a regime")
     regimes = []
@@ -217,7 +219,7 @@ def main(argv=None):
     np.save(mean_npy, np.asarray(read_mean(mean))[0])
     image = os.path.join(out, "images", "target", "test", "3_0000.png")
     printed = _tool("classify", image, "-model", deploy, "-weights", final_caffemodel, "-mean", mean_npy,
-                    "-labels", labels, "-top", "3", "-crop", "32", "-scale", str(1.0 / 128))
+                    "-labels", labels, "-top", "3", "-crop", "32", "-input_scale", str(1.0 / 128))
     _say(f"      tools/classify on {os.path.relpath(image, out)} (true: target class 3):")
     for line in printed.strip().splitlines():
         _say("        " + line)

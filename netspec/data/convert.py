@@ -8,11 +8,14 @@ type guessed from the file extension; the file is checked by parsing its header,
 OpenCV too accepts truncated JPEGs), otherwise the decoded (resized) image re-encoded (PIL here,
 OpenCV's imencode in Caffe: same pixels for PNG, not byte-identical for JPEG). Decoding, resizing and
 serialising run in worker processes (ordered), the LMDB is written by the parent, atomically.
+Resizing uses PIL's bilinear affine map unless ``exact_resize`` (see netspec.data.image.resize).
 """
 import functools
 import multiprocessing as mp
 import os
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -27,8 +30,9 @@ from .sources import read_list
 class _Job:
     """What one worker needs to turn a list entry into (key, serialized Datum)."""
 
-    def __init__(self, root, gray, height, width, encode, encode_type):
+    def __init__(self, root, gray, height, width, encode, encode_type, exact_resize=False):
         self.root, self.mode = root, GRAY if gray else COLOR
+        self.exact_resize = exact_resize
         self.height, self.width = height, width
         self.encode, self.encode_type = encode, encode_type
 
@@ -43,7 +47,7 @@ class _Job:
                 check_image_header(raw, where=full)
                 datum = encoded_datum(raw, label)
             else:
-                img = read_image(full, self.mode, self.height, self.width)
+                img = read_image(full, self.mode, self.height, self.width, self.exact_resize)
                 if self.encode:
                     datum = encoded_datum(encode_image(img, self.encode_type or os.path.splitext(path)[1]), label)
                 else:
@@ -78,10 +82,21 @@ class _Progress:
             self.stream.write(f"Processed {done} files.\n")
 
 
+def _term_as_interrupt():
+    """SIGTERM -> KeyboardInterrupt while writing, so the temporary database is removed."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    return signal.signal(signal.SIGTERM, handler)
+
+
 def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize_height=0, resize_width=0,
                      check_size=False, encoded=False, encode_type="", backend="lmdb", skip_bad=False,
-                     workers=None, seed=None, progress=True, log=sys.stderr):
-    """Write the LMDB; returns a summary dict (written, skipped, bad lines, seconds)."""
+                     workers=None, seed=None, progress=True, log=sys.stderr, exact_resize=False):
+    """Write the LMDB; returns a summary dict (written, skipped, bad lines, seconds).
+    exact_resize: OpenCV's fixed-point bilinear bit for bit (slow) instead of PIL's (within 1 level)."""
     if backend.lower() == "leveldb":
         raise DataError(f"--backend leveldb: {LEVELDB_HINT}")
     if backend.lower() != "lmdb":
@@ -95,11 +110,12 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
     height, width = max(0, int(resize_height)), max(0, int(resize_width))
     if not (height and width):
         height = width = 0
-    job = _Job(root, gray, height, width, bool(encoded or encode_type), encode_type)
+    job = _Job(root, gray, height, width, bool(encoded or encode_type), encode_type, exact_resize)
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     bar = _Progress(len(entries), log, progress)
     written, size0, skipped = 0, None, list(bad)
     pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+    old_term = _term_as_interrupt()
     try:
         results = pool.imap(job, enumerate(entries), chunksize=8) if pool else map(job, enumerate(entries))
         with LMDBWriter(db_name) as db:
@@ -124,6 +140,8 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
         if pool is not None:
             pool.terminate()
             pool.join()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
     return {"written": written, "skipped": skipped, "seconds": time.time() - t0, "db": db_name}
 
 

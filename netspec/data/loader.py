@@ -2,9 +2,11 @@
 
 ``BatchMaker`` turns a batch index into the batch (its records, uint8 crops, labels and the crop /
 mirror plan per sample); it is a pure function of (source, seed, batch index), so any number of
-workers produces the same batches in the same order. ``Feeder`` runs it through a
-``torch.utils.data.DataLoader`` (``batch_size=None``: one item = one batch) with ``prefetch`` batches
-in flight and pinned memory when the consumer is on a GPU. The float conversion, mean and scale
+workers produces the same batches in the same order. ``Feeder`` runs it, ``prefetch`` batches in
+flight, either in threads (CPU consumer: PIL and numpy release the GIL, and nothing is copied
+between processes -- shipping a float batch through shared memory cost more than making it) or
+through a ``torch.utils.data.DataLoader`` in worker processes (``batch_size=None``: one item = one
+batch) with pinned memory, for a GPU consumer. The float conversion, mean and scale
 (``DataTransformer.finish``) happen once per batch on the consumer's GPU (workers ship uint8, a
 quarter of the bytes), or, for a CPU consumer, in the workers (the consumer's own cores are busy).
 
@@ -65,16 +67,16 @@ class BatchMaker(Dataset):
         pieces, plans = [], []
         for i, (arr, _) in zip(idx, records):
             if arr.shape != shape0:
-                raise DataError(f"{self.source.where(i) if hasattr(self.source, 'where') else i}: "
+                raise DataError(f"{self.source.where(i)}: "
                                 f"record has shape {arr.shape}, the first of its batch has {shape0}; "
                                 f"a batch must have one size (resize when converting)")
             plan = self.tf.plan(rng, arr.shape)
             plans.append(plan)
             pieces.append(self.tf.crop_mirror(arr, plan))
-        data = torch.from_numpy(np.stack(pieces))
         labels = torch.tensor([r[1] for r in records], dtype=torch.float32)
         if self.finish_here:
-            return self.tf.finish(data, plans), labels, None
+            return torch.from_numpy(self.tf.finish_numpy(pieces, plans)), labels, None
+        data = torch.from_numpy(np.stack(pieces))
         return data, labels, plans
 
 
@@ -91,17 +93,56 @@ class _From:
             b += 1
 
 
-class Feeder:
-    """Endless iterator of (float data, labels) batches on ``device``."""
+class _ThreadPrefetch:
+    """Batches made by a pool of threads, ``prefetch`` in flight, delivered in order. PIL's decoders
+    and numpy's loops release the GIL, so threads decode in parallel without copying batches
+    between processes (what a CPU consumer wants)."""
 
-    def __init__(self, maker, num_workers=None, prefetch=4, device="cpu", start=0):
+    def __init__(self, maker, start, workers, prefetch):
+        import collections
+        from concurrent.futures import ThreadPoolExecutor
+        self.maker, self.next_submit = maker, start
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="recaffe-data")
+        self.queue = collections.deque()
+        for _ in range(max(prefetch, workers)):
+            self._submit()
+
+    def _submit(self):
+        self.queue.append(self.pool.submit(self.maker.__getitem__, self.next_submit))
+        self.next_submit += 1
+
+    def __next__(self):
+        out = self.queue.popleft().result()
+        self._submit()
+        return out
+
+    def _shutdown_workers(self):
+        for f in self.queue:
+            f.cancel()
+        self.pool.shutdown(wait=True)
+
+
+class Feeder:
+    """Endless iterator of (float data, labels) batches on ``device``.
+
+    backend "thread" (default for a CPU consumer; finished batches, no copies) or "process"
+    (default for a GPU: DataLoader workers ship uint8 batches into pinned memory, the GPU finishes);
+    ``RECAFFE_DATA_BACKEND`` overrides."""
+
+    def __init__(self, maker, num_workers=None, prefetch=4, device="cpu", start=0, backend=None):
         self.maker = maker
         self.device = torch.device(device)
         workers = default_workers() if num_workers is None else num_workers
         self.next_batch = start
-        maker.finish_here = workers > 0 and self.device.type == "cpu"
+        cpu = self.device.type == "cpu"
+        backend = backend or os.environ.get("RECAFFE_DATA_BACKEND") or ("thread" if cpu else "process")
+        if backend not in ("thread", "process"):
+            raise DataError(f"RECAFFE_DATA_BACKEND={backend!r}; valid: thread, process")
+        maker.finish_here = workers > 0 and cpu
         if workers == 0:
             self._it = None
+        elif backend == "thread":
+            self._it = _ThreadPrefetch(maker, start, workers, int(prefetch))
         else:
             loader = DataLoader(maker, batch_size=None, sampler=_From(start), num_workers=workers,
                                 prefetch_factor=max(1, -(-int(prefetch) // workers)),

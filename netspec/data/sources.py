@@ -91,6 +91,10 @@ class ImageListSource:
     def __len__(self):
         return len(self.entries)
 
+    def where(self, i):
+        path, _, n = self.entries[i]
+        return f"{self.list_file}:{n}: {self.root + path}"
+
     def load(self, i):
         path, label, n = self.entries[i]
         try:

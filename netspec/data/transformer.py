@@ -91,34 +91,45 @@ class DataTransformer:
             self._mean_t[key] = (m, m.flip(-1).contiguous())
         return self._mean_t[key]
 
-    def finish(self, batch, plans):
-        """Stage 2: float32 (N, C, h, w) = (batch - mean) * scale; ``plans`` one per sample.
-
-        A mirrored sample's mean is the crop at the mirrored offset of the pre-flipped mean image
-        (flip(mean[.., w:w+c]) == flipped_mean[.., W-w-c:W-w]), taken per sample without copies."""
-        if self.mean is None:
-            x = batch.to(torch.float32, copy=True)
-            if self.mean_value is not None:
-                mv = torch.from_numpy(self.mean_value).to(x.device)
-                x -= mv.view(-1, 1, 1) if len(mv) > 1 else mv
-        else:
-            x = torch.empty(batch.shape, dtype=torch.float32, device=batch.device)
-            cpu = batch.device.type == "cpu"   # numpy's mixed uint8 - float32 loop is ~5x torch's on CPU
-            mean, flipped = self._mean_tensors(x.device)
-            src, dst = (batch.numpy(), x.numpy()) if cpu else (batch, x)
-            if cpu:
-                mean, flipped = mean.numpy(), flipped.numpy()
-            h_out, w_out = batch.shape[2], batch.shape[3]
+    def _mean_slice(self, plan, h_out, w_out, mean, flipped):
+        """The mean under one sample's crop, mirrored with it: a mirrored crop's mean is the crop at
+        the mirrored offset of the pre-flipped mean (flip(mean[.., w:w+c]) == flipped[.., W-w-c:W-w])."""
+        do_mirror, h_off, w_off = plan
+        if do_mirror:
             width = mean.shape[2]
-            for i, (do_mirror, h_off, w_off) in enumerate(plans):
-                if do_mirror:
-                    m = flipped[:, h_off:h_off + h_out, width - w_off - w_out:width - w_off]
-                else:
-                    m = mean[:, h_off:h_off + h_out, w_off:w_off + w_out]
-                if cpu:
-                    np.subtract(src[i], m, out=dst[i], dtype=np.float32)
-                else:
-                    torch.sub(src[i].float(), m, out=dst[i])
+            return flipped[:, h_off:h_off + h_out, width - w_off - w_out:width - w_off]
+        return mean[:, h_off:h_off + h_out, w_off:w_off + w_out]
+
+    def finish_numpy(self, pieces, plans):
+        """Stage 2 on the CPU from per-sample crop views (no intermediate batch): float32 numpy
+        (N, C, h, w) = (piece - mean) * scale. numpy's mixed uint8/float32 loop is ~5x torch's."""
+        c, h_out, w_out = pieces[0].shape
+        out = np.empty((len(pieces), c, h_out, w_out), np.float32)
+        if self.mean is not None:
+            mean, flipped = (t.numpy() for t in self._mean_tensors("cpu"))
+        mv = self.mean_value[:, None, None] if self.mean_value is not None else None
+        for i, (piece, plan) in enumerate(zip(pieces, plans)):
+            if self.mean is not None:
+                np.subtract(piece, self._mean_slice(plan, h_out, w_out, mean, flipped), out=out[i], dtype=np.float32)
+            elif mv is not None:
+                np.subtract(piece, mv, out=out[i], dtype=np.float32)
+            else:
+                out[i] = piece
+        if self.scale != 1:
+            out *= np.float32(self.scale)
+        return out
+
+    def finish(self, batch, plans):
+        """Stage 2 on a (N, C, h, w) tensor of crops: float32 (batch - mean) * scale, on its device."""
+        if batch.device.type == "cpu":
+            return torch.from_numpy(self.finish_numpy(list(batch.numpy()), plans))
+        x = batch.float()
+        if self.mean is not None:
+            mean, flipped = self._mean_tensors(x.device)
+            for i, plan in enumerate(plans):
+                x[i] -= self._mean_slice(plan, x.shape[2], x.shape[3], mean, flipped)
+        elif self.mean_value is not None:
+            x -= torch.from_numpy(self.mean_value).to(x.device).view(-1, 1, 1)
         if self.scale != 1:
             x *= self.scale
         return x

@@ -68,13 +68,10 @@ class DummyData(Layer):
                                if len(p.shape) else () for i in range(n_top)]
         self.fillers = list(p.data_filler) if n_fill else [caffe_pb2.FillerParameter()]
         self.refill = [f.type != "constant" for f in self.fillers]
-        self._fixed = []
-        for i, shape in enumerate(self.top_shapes):
+        for i, shape in enumerate(self.top_shapes):   # constant tops: filled once (non-persistent buffers)
             k = i if len(self.fillers) > 1 else 0
-            if self.refill[k]:
-                self._fixed.append(None)
-            else:
-                self._fixed.append(fill(torch.empty(shape), self.fillers[k]))
+            fixed = None if self.refill[k] else fill(torch.empty(shape), self.fillers[k])
+            self.register_buffer(f"fixed_{i}", fixed, persistent=False)
 
     def forward(self):
         tops = []
@@ -83,5 +80,5 @@ class DummyData(Layer):
             if self.refill[k]:
                 tops.append(fill(torch.empty(shape), self.fillers[k]))
             else:
-                tops.append(self._fixed[i])
+                tops.append(getattr(self, f"fixed_{i}"))
         return tops

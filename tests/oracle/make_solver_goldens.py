@@ -11,6 +11,11 @@ Writes tests/golden/solver/:
   cases.json         case name -> {"solver": extra solver text, "params": {layer: param text}}
   <case>.npz         loss (100 values: net.blobs['loss'] after each solver.step(1)), w_<layer>_<i> finals
   snap_<case>_iter_48.caffemodel/.solverstate   Caffe snapshots at iteration 48 of some cases
+
+Check mode (writes no golden): caffe-run python3 tests/oracle/make_solver_goldens.py --restore-ours DIR
+restores DIR/ours_<case>_iter_48.solverstate (written by recaffe, see tests/test_solver_snapshot.py's
+docstring) in real Caffe for each snapshot case found, continues to 100 and prints the largest relative
+difference from Caffe's uninterrupted losses.
 """
 import json
 import os
@@ -121,7 +126,63 @@ def run_case(tmp, name, solver_extra, params, source):
     print(name, losses[0], losses[-1])
 
 
+def caffe_cli_log(tmp, source):
+    """`caffe train` on the sgd case (display 10, tests every 20, snapshot at the end): its glog lines
+    -> caffe_train.log, for the log-format test (and the log parser)."""
+    import subprocess
+    extra, params = CASES["sgd"]
+    net_path = os.path.join(tmp, "cli_net.prototxt")
+    with open(net_path, "w") as f:
+        f.write(net_text(source, params))
+    solver_path = os.path.join(tmp, "cli_solver.prototxt")
+    with open(solver_path, "w") as f:
+        f.write('net: "%s"\n%s\n' % (net_path, extra.replace("display: 0 max_iter: 100", "display: 10 max_iter: 40"))
+                + 'test_iter: 2 test_interval: 20 test_compute_loss: true average_loss: 3 snapshot_prefix: "%s/cli"\n' % tmp)
+    env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
+    r = subprocess.run(["caffe", "train", "-solver", solver_path, "-weights", os.path.join(OUT, "init.caffemodel")],
+                       stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, universal_newlines=True, check=True)
+    keep = [l.replace(tmp, "TMP") for l in r.stderr.splitlines() if "solver.cpp" in l or "sgd_solver.cpp" in l]
+    with open(os.path.join(OUT, "caffe_train.log"), "w") as f:
+        f.write("\n".join(keep) + "\n")
+
+
+def restore_ours(folder):
+    tmp = tempfile.mkdtemp()
+    source = os.path.join(tmp, "source.txt")
+    with open(source, "w") as f:
+        f.write(os.path.abspath(os.path.join(OUT, "data.h5")) + "\n")
+    for name in SNAPSHOT_CASES:
+        state = os.path.join(folder, "ours_%s_iter_%d.solverstate" % (name, SNAP_AT))
+        if not os.path.exists(state):
+            continue
+        extra, params = CASES[name]
+        net_path = os.path.join(tmp, name + "_net.prototxt")
+        with open(net_path, "w") as f:
+            f.write(net_text(source, params))
+        solver_path = os.path.join(tmp, name + "_solver.prototxt")
+        with open(solver_path, "w") as f:
+            f.write('net: "%s"\n%s\n' % (net_path, extra))
+        solver = caffe.get_solver(solver_path)
+        cwd = os.getcwd()
+        os.chdir(folder)
+        solver.restore(state)
+        os.chdir(cwd)
+        losses = []
+        while solver.iter < ITERS:
+            solver.step(1)
+            losses.append(float(solver.net.blobs["loss"].data))
+        gold = np.load(os.path.join(OUT, name + ".npz"))["loss"][SNAP_AT:]
+        rel = np.max(np.abs(np.array(losses) - gold) / np.abs(gold))
+        print("caffe restored ours: %s iter %d -> %d, max rel loss diff vs uninterrupted caffe %.2e"
+              % (name, SNAP_AT, solver.iter, rel))
+    shutil.rmtree(tmp)
+
+
 def main():
+    import sys
+    if len(sys.argv) == 3 and sys.argv[1] == "--restore-ours":
+        caffe.set_mode_cpu()
+        return restore_ours(sys.argv[2])
     caffe.set_mode_cpu()
     caffe.set_random_seed(1701)
     os.makedirs(OUT, exist_ok=True)
@@ -130,7 +191,9 @@ def main():
         f.write(NET)
     with open(os.path.join(OUT, "cases.json"), "w") as f:
         json.dump({k: {"solver": s, "params": p} for k, (s, p) in CASES.items()}, f, indent=1, sort_keys=True)
-    tmp = tempfile.mkdtemp()
+    tmp = "/tmp/recaffe_solver_goldens"   # a fixed path: it is recorded in the snapshots' layer params
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
     source = os.path.join(tmp, "source.txt")
     with open(source, "w") as f:
         f.write(os.path.abspath(os.path.join(OUT, "data.h5")) + "\n")
@@ -140,6 +203,7 @@ def main():
     net.save(os.path.join(OUT, "init.caffemodel"))
     for name, (extra, params) in CASES.items():
         run_case(tmp, name, extra, params, source)
+    caffe_cli_log(tmp, source)
     shutil.rmtree(tmp)
 
 

@@ -6,7 +6,8 @@ upgrades them (re-runnable; a minute).
 Host side: writes the synthetic legacy inputs below (V0 with padding layers, V0 data fields, V1 with
 blobs_lr/weight_decay/param names/share modes and data-transform fields, input/input_dim/input_shape,
 BatchNorm with 3 ParamSpecs, old solver_type enums; a net with both `layer` and `layers` is fatal in
-Caffe 1.0 ("Refusing to upgrade inconsistent NetParameter"), so it is a closed-form error test instead) to tests/golden/upgrade/<case>.input.prototxt,
+Caffe 1.0 ("Refusing to upgrade inconsistent NetParameter"), so it is a closed-form error test instead)
+to tests/golden/upgrade/<case>.input.prototxt,
 copies them and every file of /work/shared/corpus (MANIFEST.tsv) to a /tmp folder, and runs the inner
 side inside the oracle root (/work/shared/oracle/caffe-run). Inner side, for each file: Caffe 1.0's
 `upgrade_net_proto_text IN OUT` (UpgradeNetAsNeeded, src/caffe/util/upgrade_proto.cpp), or
@@ -15,8 +16,8 @@ stripped of its unknown fields by the oracle's own protobuf (text_format allow_u
 holding an unknown enum value removed), which is what recaffe's lenient=True promises to match; nets
 given inline in a solver are upgraded one by one with upgrade_net_proto_text.
 Outputs (tests/golden/upgrade/):
-  <case>.prototxt                    Caffe's upgraded text of each synthetic case (and small corpus
-                                     legacy files, named corpus__<file>.prototxt)
+  <case>.prototxt                    Caffe's upgraded text of each synthetic case (and of small corpus
+                                     files that needed an upgrade, named corpus__<dir>__<file>)
   corpus.tsv                         per corpus file: kind, how Caffe read it (latest | upgraded |
                                      stripped), sha256 of Caffe's message serialized deterministically,
                                      number of layers
@@ -195,7 +196,7 @@ def host():
                 local, kind = kinds[flat]
                 out.write(f"{local}\t{kind}\t{status}\t{digest}\t{nlayers}\n")
                 if status != "latest" and os.path.getsize(src) <= SMALL:
-                    shutil.copy(src, os.path.join(GOLDEN, flat + ".prototxt"))
+                    shutil.copy(src, os.path.join(GOLDEN, flat))
         print("wrote", GOLDEN)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -255,11 +256,14 @@ def inner(work):
             raise SystemExit(f"{tool} failed on {flat}: {p.stderr}")
         msg = text_format.Parse(open(dst).read(), cls())
         if solver:
+            before = msg.SerializeToString(deterministic=True)
             for field in ("net_param", "train_net_param"):
                 if msg.HasField(field):
                     getattr(msg, field).CopyFrom(_upgrade_inline(getattr(msg, field), work))
             for net in msg.test_net_param:
                 net.CopyFrom(_upgrade_inline(net, work))
+            if status == "latest" and msg.SerializeToString(deterministic=True) != before:
+                status = "upgraded"
             with open(dst, "w") as f:
                 f.write(text_format.MessageToString(msg))
         digest = hashlib.sha256(msg.SerializeToString(deterministic=True)).hexdigest()

@@ -1,0 +1,154 @@
+"""One SGD training iteration of CaffeNet (batch 10, 227x227), recaffe vs real Caffe, in one run.
+
+    python bench/bench_solver.py [--iters 4] [--no-write]
+
+Two settings: all layers learning (learn_all) and only the classifier learning (conv1..fc7 with
+lr_mult 0, as the BVLC fine-tuning notebook's ``learn_all=False``). The net is the BVLC reference
+CaffeNet deploy prototxt with gaussian fillers, an Input label and SoftmaxWithLoss; each side runs in
+its own process (Caffe's through the oracle: pycaffe, ``solver.step(1)`` on fed blobs; ours: the
+recaffe Solver fed the same way), one warm-up iteration then ``--iters`` timed ones; peak memory is the
+process's maximum resident set size. Prints a table and ratios and appends it, dated, to
+bench/results_solver.md.
+"""
+import argparse
+import datetime
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DEPLOY = "/work/shared/corpus/BVLC__caffe/models__bvlc_reference_caffenet__deploy.prototxt"
+ORACLE = "/work/shared/oracle/caffe-run"
+BATCH = 10
+
+
+def net_text(learn_all):
+    """CaffeNet deploy -> trainable: fillers, label input, loss; frozen layers get lr_mult 0."""
+    sys.path.insert(0, ROOT) if ROOT not in sys.path else None
+    from google.protobuf import text_format
+    try:
+        from protos import caffe_pb2
+    except ImportError:          # inside the oracle
+        from caffe.proto import caffe_pb2
+    net = caffe_pb2.NetParameter()
+    text_format.Merge(open(DEPLOY).read(), net)
+    del net.input[:], net.input_dim[:], net.input_shape[:]
+    layers = list(net.layer)
+    del net.layer[:]
+    data = net.layer.add(name="data", type="Input", top=["data"])
+    data.input_param.shape.add(dim=[BATCH, 3, 227, 227])
+    label = net.layer.add(name="label", type="Input", top=["label"])
+    label.input_param.shape.add(dim=[BATCH])
+    for lp in layers:
+        if lp.type in ("Input", "Softmax"):
+            continue
+        if lp.type in ("Convolution", "InnerProduct"):
+            p = lp.convolution_param if lp.type == "Convolution" else lp.inner_product_param
+            p.weight_filler.type, p.weight_filler.std = "gaussian", 0.01
+            p.bias_filler.type, p.bias_filler.value = "constant", 0.1
+            del lp.param[:]
+            frozen = not learn_all and lp.name != "fc8"
+            lp.param.add(lr_mult=0 if frozen else 1, decay_mult=1)
+            lp.param.add(lr_mult=0 if frozen else 2, decay_mult=0)
+        net.layer.add().CopyFrom(lp)
+    net.layer.add(name="loss", type="SoftmaxWithLoss", bottom=["fc8", "label"], top=["loss"])
+    return text_format.MessageToString(net)
+
+
+SOLVER = ('net: "{net}"\nbase_lr: 0.001 lr_policy: "fixed" momentum: 0.9 weight_decay: 0.0005 '
+          'max_iter: 100000 display: 0 random_seed: 1 solver_mode: CPU\n')
+
+
+def inputs():
+    import numpy as np
+    rng = np.random.RandomState(0)
+    return (rng.randn(BATCH, 3, 227, 227).astype(np.float32) * 50,
+            rng.randint(0, 1000, size=BATCH).astype(np.float32))
+
+
+def worker(side, learn_all, iters):
+    """Runs in a fresh process; prints one JSON line."""
+    tmp = tempfile.mkdtemp()
+    with open(os.path.join(tmp, "net.prototxt"), "w") as f:
+        f.write(net_text(learn_all))
+    solver_path = os.path.join(tmp, "solver.prototxt")
+    with open(solver_path, "w") as f:
+        f.write(SOLVER.format(net=os.path.join(tmp, "net.prototxt")))
+    data, label = inputs()
+    if side == "caffe":
+        import caffe
+        caffe.set_mode_cpu()
+        solver = caffe.get_solver(solver_path)
+
+        def step():
+            solver.net.blobs["data"].data[...] = data
+            solver.net.blobs["label"].data[...] = label
+            solver.step(1)
+    else:
+        sys.path.insert(0, ROOT)
+        from solver.solver import Solver
+        solver = Solver(solver_path, feed=lambda net, phase, it: {"data": data, "label": label})
+
+        def step():
+            solver.step(1)
+    step()   # warm-up
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        step()
+    ms = (time.perf_counter() - t0) * 1e3 / iters
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"ms": ms, "rss_mb": rss}))
+
+
+def run_side(side, learn_all, iters):
+    args = [os.path.relpath(__file__, ROOT), "--worker", side, "--iters", str(iters)]
+    if learn_all:
+        args.append("--learn-all")
+    cmd = ([ORACLE, "python3"] if side == "caffe" else [sys.executable]) + args
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{side} worker failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iters", type=int, default=4)
+    ap.add_argument("--worker", choices=["caffe", "ours"])
+    ap.add_argument("--learn-all", action="store_true")
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args()
+    if a.worker:
+        return worker(a.worker, a.learn_all, a.iters)
+    rows = []
+    for learn_all in (True, False):
+        c = run_side("caffe", learn_all, a.iters)
+        o = run_side("ours", learn_all, a.iters)
+        rows.append(("all layers learning" if learn_all else "classifier only (learn_all=False)", c, o))
+    lines = [f"## {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC: CaffeNet batch {BATCH}, 1 SGD iteration, "
+             f"CPU ({os.cpu_count()} cores, shared), {a.iters} timed iterations after 1 warm-up",
+             "", "| setting | Caffe ms/iter | recaffe ms/iter | speed ratio (Caffe/ours) | Caffe peak RSS MB | "
+             "recaffe peak RSS MB | memory ratio (ours/Caffe) |", "|---|---|---|---|---|---|---|"]
+    for name, c, o in rows:
+        lines.append(f"| {name} | {c['ms']:.0f} | {o['ms']:.0f} | {c['ms'] / o['ms']:.2f}x | {c['rss_mb']:.0f} | "
+                     f"{o['rss_mb']:.0f} | {o['rss_mb'] / c['rss_mb']:.2f} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not a.no_write:
+        path = os.path.join(HERE, "results_solver.md")
+        new = not os.path.exists(path)
+        with open(path, "a") as f:
+            if new:
+                f.write("# Solver benchmark: recaffe vs Caffe (bench/bench_solver.py)\n\n"
+                        "Targets: >= 1.5x Caffe's speed with all layers learning, >= 2x with only the classifier "
+                        "learning; peak memory no more than Caffe's.\n\n")
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""upgrade_net_proto_text: rewrite a legacy (V0/V1, input_dim, old BatchNorm) net prototxt in the current
+format, as Caffe's tools/upgrade_net_proto_text.cpp does (rules: protos/upgrade.py).
+
+    python -m tools.upgrade_net_proto_text [--lenient] IN.prototxt OUT.prototxt
+    python tools/upgrade_net_proto_text.py IN.prototxt OUT.prototxt
+
+--lenient drops fields Caffe's schema does not know (fork files), with a warning each.
+Exit status: 0 done (also when the file was already current), 1 upgraded with warnings (Caffe's "not
+fully compatible"), 2 bad input (one line on stderr; --debug shows the traceback).
+"""
+import os
+import pathlib
+import sys
+import warnings
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tools._cli import FlagParser, run  # noqa: E402
+
+
+def main(argv=None):
+    from protos import caffe_pb2, io, upgrade
+    parser = FlagParser(prog="upgrade_net_proto_text", description=__doc__.split("\n")[0])
+    parser.add_argument("input", metavar="IN")
+    parser.add_argument("output", metavar="OUT")
+    parser.add_flag("lenient", False, bool, "drop unknown (fork) fields with a warning")
+    args = parser.parse_args(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        net = io.read_text(pathlib.Path(args.input), caffe_pb2.NetParameter, lenient=args.lenient)
+        if upgrade.needs_upgrade(net):
+            net = upgrade.upgrade_net(net, args.input)
+            note = "upgraded"
+        else:
+            note = "already in latest proto format"
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    io.write_text(net, args.output)
+    print(f"{args.input}: {note}; wrote {args.output}", file=sys.stderr)
+    partial = any("as Caffe does" in str(w.message) for w in caught)
+    return 1 if partial else 0
+
+
+if __name__ == "__main__":
+    run(main, "upgrade_net_proto_text")

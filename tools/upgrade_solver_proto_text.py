@@ -1,0 +1,32 @@
+"""upgrade_solver_proto_text: rewrite a solver prototxt with the old ``solver_type`` enum in the current
+``type: "..."`` form (Caffe's tools/upgrade_solver_proto_text.cpp; rules: protos/upgrade.py). Nets
+given inline (net_param, train_net_param, test_net_param) are upgraded too.
+
+    python -m tools.upgrade_solver_proto_text IN.prototxt OUT.prototxt
+
+Exit status: 0 done, 2 bad input (one line on stderr; --debug shows the traceback).
+"""
+import os
+import pathlib
+import sys
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tools._cli import FlagParser, run  # noqa: E402
+
+
+def main(argv=None):
+    from protos import io
+    parser = FlagParser(prog="upgrade_solver_proto_text", description=__doc__.split("\n")[0])
+    parser.add_argument("input", metavar="IN")
+    parser.add_argument("output", metavar="OUT")
+    args = parser.parse_args(argv)
+    solver = io.read_solver(pathlib.Path(args.input))
+    io.write_text(solver, args.output)
+    print(f"{args.input}: wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    run(main, "upgrade_solver_proto_text")
