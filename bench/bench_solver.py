@@ -15,6 +15,7 @@ import datetime
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,14 +72,19 @@ def inputs():
             rng.randint(0, 1000, size=BATCH).astype(np.float32))
 
 
-def worker(side, learn_all, iters):
-    """Runs in a fresh process; prints one JSON line."""
-    tmp = tempfile.mkdtemp()
+def prepare(learn_all):
+    """Net and solver files in a /tmp folder (the oracle sees /tmp and the repository only)."""
+    tmp = tempfile.mkdtemp(prefix="bench_solver_")
     with open(os.path.join(tmp, "net.prototxt"), "w") as f:
         f.write(net_text(learn_all))
-    solver_path = os.path.join(tmp, "solver.prototxt")
-    with open(solver_path, "w") as f:
+    with open(os.path.join(tmp, "solver.prototxt"), "w") as f:
         f.write(SOLVER.format(net=os.path.join(tmp, "net.prototxt")))
+    return tmp
+
+
+def worker(side, folder, iters):
+    """Runs in a fresh process; prints one JSON line."""
+    solver_path = os.path.join(folder, "solver.prototxt")
     data, label = inputs()
     if side == "caffe":
         import caffe
@@ -102,13 +108,23 @@ def worker(side, learn_all, iters):
         step()
     ms = (time.perf_counter() - t0) * 1e3 / iters
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({"ms": ms, "rss_mb": rss}))
+    out = {"ms": ms, "rss_mb": rss}
+    if side == "ours":   # the backward pass alone: a frozen prefix should cost none
+        import torch
+        net, bwd = solver.net, 0.0
+        for _ in range(2):
+            net(data=torch.as_tensor(data), label=torch.as_tensor(label))
+            t1 = time.perf_counter()
+            net.backward()
+            bwd += time.perf_counter() - t1
+            for q in solver.learnable:
+                q.grad = None
+        out["bwd_ms"] = bwd * 1e3 / 2
+    print(json.dumps(out))
 
 
-def run_side(side, learn_all, iters):
-    args = [os.path.relpath(__file__, ROOT), "--worker", side, "--iters", str(iters)]
-    if learn_all:
-        args.append("--learn-all")
+def run_side(side, folder, iters):
+    args = [os.path.relpath(__file__, ROOT), "--worker", side, "--dir", folder, "--iters", str(iters)]
     cmd = ([ORACLE, "python3"] if side == "caffe" else [sys.executable]) + args
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     if r.returncode != 0:
@@ -120,23 +136,25 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=4)
     ap.add_argument("--worker", choices=["caffe", "ours"])
-    ap.add_argument("--learn-all", action="store_true")
+    ap.add_argument("--dir")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     if a.worker:
-        return worker(a.worker, a.learn_all, a.iters)
+        return worker(a.worker, a.dir, a.iters)
     rows = []
     for learn_all in (True, False):
-        c = run_side("caffe", learn_all, a.iters)
-        o = run_side("ours", learn_all, a.iters)
+        folder = prepare(learn_all)
+        c = run_side("caffe", folder, a.iters)
+        o = run_side("ours", folder, a.iters)
+        shutil.rmtree(folder, ignore_errors=True)
         rows.append(("all layers learning" if learn_all else "classifier only (learn_all=False)", c, o))
     lines = [f"## {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC: CaffeNet batch {BATCH}, 1 SGD iteration, "
              f"CPU ({os.cpu_count()} cores, shared), {a.iters} timed iterations after 1 warm-up",
              "", "| setting | Caffe ms/iter | recaffe ms/iter | speed ratio (Caffe/ours) | Caffe peak RSS MB | "
-             "recaffe peak RSS MB | memory ratio (ours/Caffe) |", "|---|---|---|---|---|---|---|"]
+             "recaffe peak RSS MB | memory ratio (ours/Caffe) | recaffe backward ms |", "|---|---|---|---|---|---|---|---|"]
     for name, c, o in rows:
         lines.append(f"| {name} | {c['ms']:.0f} | {o['ms']:.0f} | {c['ms'] / o['ms']:.2f}x | {c['rss_mb']:.0f} | "
-                     f"{o['rss_mb']:.0f} | {o['rss_mb'] / c['rss_mb']:.2f} |")
+                     f"{o['rss_mb']:.0f} | {o['rss_mb'] / c['rss_mb']:.2f} | {o['bwd_ms']:.0f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if not a.no_write:

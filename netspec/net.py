@@ -28,10 +28,13 @@ from .layers import layer_class
 from .layers.base import Layer
 
 AUTO_TOP = "(automatic)"
+#: layer types whose forward copes with new bottom shapes by itself (user Python layers reshape in forward)
+_DYNAMIC_TYPES = {"Python"}
 
 
 class _ImplicitSplit(Layer):
     """The Split layer InsertSplits adds: every top is the bottom (autograd sums the gradients)."""
+    dynamic_shapes = True
 
     def __init__(self, lp, bottom_shapes, phase="TEST"):
         super().__init__(lp, bottom_shapes, phase)
@@ -195,11 +198,16 @@ class Net(nn.Module):
                 bottoms = [blobs[b] for b in s.bottoms]
                 for i in s.detach:
                     bottoms[i] = bottoms[i].detach()
+                layer = s.layer
+                if s.key is not None:
+                    key = tuple(tuple(b.shape) for b in bottoms)
+                    if key != s.key:
+                        layer = self._reshaped(k, key)
                 if s.grad_free:
                     with torch.no_grad():
-                        tops = s.layer(*bottoms)
+                        tops = layer(*bottoms)
                 else:
-                    tops = s.layer(*bottoms)
+                    tops = layer(*bottoms)
             for j, t in enumerate(s.tops):
                 if t != AUTO_TOP:
                     blobs[t] = tops[j]
@@ -233,6 +241,30 @@ class Net(nn.Module):
             self.forward(**feed)
         for name, t in self.blobs.items():
             self.blob_shapes[name] = tuple(t.shape)
+
+    def _reshaped(self, k, key):
+        """The layer of step k set up for bottom shapes ``key`` (Caffe's Reshape before Forward): the
+        layer's setup is re-run without fillers and handed the existing blobs; variants are cached."""
+        s = self._steps[k]
+        layer = s.variants.get(key)
+        if layer is None:
+            old = s.layer
+            Layer._skip_fill = True
+            try:
+                layer = type(old)(old.lp, list(key), old.phase)
+            finally:
+                Layer._skip_fill = False
+            want = [tuple(p.shape) for p in layer.blobs]
+            have = [tuple(p.shape) for p in old.blobs]
+            if want != have:
+                raise NetError(f"layer '{old.name}' ({old.type}): bottom shapes {list(key)} need blob shapes "
+                               f"{want}, the net's blobs are {have} (a net's parameters fix some input sizes)")
+            layer.blobs = old.blobs
+            layer.train(old.training)
+            s.variants[key] = layer
+        self.layers[k] = s.layer = layer
+        s.key = key
+        return layer
 
     def _layer_index(self, name):
         if name not in self._index:
@@ -282,12 +314,17 @@ class _Step:
     """One layer of the forward schedule: bottoms/tops by blob name, (top index, weight) losses,
     bottom indices to detach (propagate_down false); source: no bottoms (Input/data layers);
     feeds: an Input layer, whose tops come from the call's arguments."""
-    __slots__ = ("layer", "bottoms", "tops", "loss", "detach", "grad_free", "fuse", "source", "feeds")
+    __slots__ = ("layer", "bottoms", "tops", "loss", "detach", "grad_free", "fuse", "source", "feeds", "key",
+                 "variants")
 
     def __init__(self, layer, bottoms, tops, loss, detach):
         self.layer, self.bottoms, self.tops, self.loss, self.detach = layer, bottoms, tops, loss, detach
         self.source = not bottoms and getattr(layer, "is_data", False)
         self.feeds = self.source and getattr(layer, "feeds_inputs", False)
+        dynamic = getattr(layer, "dynamic_shapes", False) or layer.type in _DYNAMIC_TYPES or not bottoms
+        #: the bottom shapes the layer is set up for (None: it handles any shapes itself)
+        self.key = None if dynamic else tuple(tuple(b) for b in layer.bottom_shapes)
+        self.variants = {self.key: layer}
         self.grad_free = self.fuse = False
 
 

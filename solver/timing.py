@@ -25,9 +25,11 @@ def _forward(net, device, fwd_times):
     for k, s in enumerate(net._steps):
         _sync(device)
         t0 = time.perf_counter()
-        if not s.bottoms:
-            tops = s.layer() if getattr(s.layer, "is_data", False) or not getattr(s.layer, "feeds_inputs", False) \
-                else s.layer(*[torch.zeros(net.blob_shapes[t], device=device) for t in s.tops])
+        if getattr(s.layer, "feeds_inputs", False):    # Input: zero blobs of the declared shapes
+            tops = s.layer(*[torch.zeros(net.blob_shapes[t], device=device) for t in s.tops])
+            leaves = []
+        elif not s.bottoms:
+            tops = s.layer()
             leaves = []
         else:
             leaves = [blobs[b].detach().requires_grad_(blobs[b].requires_grad) for b in s.bottoms]

@@ -76,6 +76,9 @@ def test_scale_after_mean_and_centre_crop():
     assert np.array_equal(out, ref)                                  # h_off = (5-3)//2, w_off = (6-3)//2
     one = DataTransformer(_tp(mean_value=[10]), "TEST").transform(x)
     assert np.array_equal(one, x.astype(np.float32) - 10)            # one mean_value for all channels
+    tf = DataTransformer(_tp(mean_value=[1, 2, 3], scale=0.5), "TEST")
+    t = torch.from_numpy(x[None].copy())
+    assert np.array_equal(tf.finish(t, [(False, 0, 0)], use_numpy=False).numpy(), tf.finish(t, [(False, 0, 0)]).numpy())
 
 
 def test_mean_file_sampled_at_crop_offset_and_mirrored(tmp_path):
@@ -87,6 +90,7 @@ def test_mean_file_sampled_at_crop_offset_and_mirrored(tmp_path):
     plans = [(True, 1, 2), (False, 2, 3)]
     pieces = torch.from_numpy(np.stack([tf.crop_mirror(x, pl).copy() for pl in plans]))
     out = tf.finish(pieces, plans).numpy()
+    assert np.array_equal(tf.finish(pieces, plans, use_numpy=False).numpy(), out)   # the GPU code path
     for o, (m, h, w) in zip(out, plans):
         ref = (x[:, h:h + 4, w:w + 4] - mean[:, h:h + 4, w:w + 4]) * np.float32(2.0)
         assert np.array_equal(o, ref[:, :, ::-1] if m else ref)

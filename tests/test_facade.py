@@ -232,3 +232,58 @@ def test_solver_classes_pick_the_update_rule(tmp_path):
     assert caffe.NesterovSolver(path).type == "Nesterov"
     s = caffe.get_solver(path)
     assert s.net is s.net and s.test_nets == []
+
+
+PY_LAYER = '''
+import recaffe as caffe
+
+
+class Double(caffe.Layer):
+    def setup(self, bottom, top):
+        self.factor = float(self.param_str or 2)
+
+    def reshape(self, bottom, top):
+        top[0].reshape(*bottom[0].data.shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = self.factor * bottom[0].data
+
+    def backward(self, top, propagate_down, bottom):
+        bottom[0].diff[...] = self.factor * top[0].diff
+'''
+
+
+def test_python_layer_subclassing_caffe_layer(tmp_path, monkeypatch):
+    from netspec.layers.python import allow_python_layers
+    (tmp_path / "facade_pylayer.py").write_text(PY_LAYER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "py.prototxt").write_text(
+        'force_backward: true\nlayer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }\n'
+        'layer { name: "dbl" type: "Python" bottom: "data" top: "out" '
+        'python_param { module: "facade_pylayer" layer: "Double" param_str: "3" } }\n')
+    allow_python_layers(True)
+    try:
+        net = caffe.Net(str(tmp_path / "py.prototxt"), caffe.TEST)
+    finally:
+        allow_python_layers(None)
+    assert isinstance(net.layers[1], caffe.Layer) and net.layers[1].factor == 3.0
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_allclose(net.forward(data=x)["out"], 3 * x)
+    np.testing.assert_allclose(net.backward(out=np.ones((2, 3), np.float32))["data"], np.full((2, 3), 3.0))
+
+
+def test_set_input_arrays_memory_data(tmp_path):
+    (tmp_path / "mem.prototxt").write_text(
+        'layer { name: "mem" type: "MemoryData" top: "data" top: "label" '
+        'memory_data_param { batch_size: 2 channels: 1 height: 1 width: 3 } }\n'
+        'layer { name: "sum" type: "Reduction" bottom: "data" top: "s" reduction_param { axis: 1 } }\n')
+    net = caffe.Net(str(tmp_path / "mem.prototxt"), caffe.TEST)
+    data = np.arange(12, dtype=np.float32).reshape(4, 1, 1, 3)
+    net.set_input_arrays(data, np.arange(4, dtype=np.float32))
+    out = net.forward()
+    np.testing.assert_allclose(out["s"], [3, 12])
+    np.testing.assert_allclose(net.blobs["label"].data, [0, 1])
+    np.testing.assert_allclose(net.forward()["s"], [21, 30])
+    (tmp_path / "nomem.prototxt").write_text(IP_NET)
+    with pytest.raises(NetError, match="MemoryData"):
+        caffe.Net(str(tmp_path / "nomem.prototxt"), caffe.TEST).set_input_arrays(data, np.zeros(4, np.float32))

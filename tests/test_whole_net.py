@@ -19,10 +19,11 @@ import net_recipe  # noqa: E402
 GOLDEN = os.path.join(HERE, "golden", "net")
 
 
-def build(net_id):
+def build(net_id, batch=None):
     path, shape, seed = net_recipe.NETS[net_id]
     param = read_net(os.path.join(GOLDEN, "models", path))
-    net = Net(net_recipe.set_input_shape(param, shape), phase="TEST")
+    built = shape if batch is None else (batch,) + tuple(shape[1:])
+    net = Net(net_recipe.set_input_shape(param, built), phase="TEST")
     layers = [(t, [tuple(p.shape) for p in l.blobs])
               for t, l in zip(net.layer_types, net.layers) if len(l.blobs)]
     weights = net_recipe.net_weights(seed, layers)
@@ -56,3 +57,16 @@ def test_whole_net_matches_caffe(net_id):
         close(out[n], g["out_%d" % i], f"{net_id}: output '{n}'")
     for i, n in enumerate(str(g["pre_names"]).split()):
         close(net.blobs[n], g["pre_%d" % i], f"{net_id}: blob '{n}'")
+
+
+@pytest.mark.parametrize("net_id", ["lenet", "squeezenet", "mobilenet", "cifar10_full"])
+def test_other_batch_sizes_reshape_the_net(net_id):
+    """Built for batch 3, fed Caffe's batch and then twice Caffe's batch (Reshape before Forward)."""
+    with np.load(os.path.join(GOLDEN, net_id + ".npz")) as z:
+        g = {k: z[k] for k in z.files}
+    net, _, data = build(net_id, batch=3)
+    name = str(g["output_names"]).split()[0]
+    with torch.no_grad():
+        close(net(**{net.inputs[0]: torch.from_numpy(data)})[name], g["out_0"], f"{net_id}: {name}")
+        twice = net(**{net.inputs[0]: torch.from_numpy(np.concatenate([data, data]))})[name]
+    close(twice, np.concatenate([g["out_0"], g["out_0"]]), f"{net_id}: {name}, batch doubled")

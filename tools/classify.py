@@ -16,13 +16,30 @@ import sys
 
 import numpy as np
 
-from netspec.data.flags import parse_flags
 from protos.errors import DataError
+from tools._cli import FlagParser, run
 
 USAGE = ("usage: classify IMAGE... -model deploy.prototxt -weights W [-mean FILE] [-crop N] [-resize N] "
          "[-labels FILE] [-top K] [--oversample]\n   or: classify IMAGE deploy.prototxt W [mean.npy [CROP]]")
-FLAGS = {"model": "", "weights": "", "mean": "", "crop": 0, "resize": 0, "labels": "", "top": 5,
-         "oversample": False, "raw_scale": 255.0, "channel_swap": "2,1,0", "input_scale": 1.0}
+
+
+def parse(argv):
+    p = FlagParser(prog="classify", description="top-k classes of images with a deploy net")
+    p.add_argument("args", nargs="*", help="IMAGE... (or IMAGE MODEL WEIGHTS [MEAN [CROP]])")
+    p.add_flag("model", "", help="deploy prototxt")
+    p.add_flag("weights", "", help=".caffemodel or .pth")
+    p.add_flag("mean", "", help="mean.npy or mean.binaryproto (its per-channel mean is used)")
+    p.add_flag("crop", 0, int, help="crop size (default: the net input size)")
+    p.add_flag("resize", 0, int, help="images are first resized to this square size")
+    p.add_flag("labels", "", help="one label per line, e.g. synset_words.txt")
+    p.add_flag("top", 5, int, help="how many classes to print")
+    p.add_flag("oversample", False, bool, help="average the 10 corner/centre crops and their mirrors")
+    p.add_flag("raw_scale", 255.0, float)
+    p.add_flag("channel_swap", "2,1,0")
+    p.add_flag("input_scale", 1.0, float)
+    ns = p.parse_args(argv)
+    flags = {k: v for k, v in vars(ns).items() if k != "args"}
+    return flags, list(ns.args)
 
 
 def _positional(flags, pos):
@@ -75,7 +92,8 @@ def read_labels(path):
         raise DataError(f"{path}: cannot read labels: {e.strerror}") from None
 
 
-def classify(images, flags, out=sys.stdout):
+def classify(images, flags, out=None):
+    out = out or sys.stdout
     import recaffe
     from recaffe.io import load_image
     clf = recaffe.Classifier(flags["model"], flags["weights"])
@@ -118,7 +136,7 @@ def classify(images, flags, out=sys.stdout):
 
 
 def main(argv=None):
-    flags, pos = parse_flags(sys.argv[1:] if argv is None else argv, FLAGS, USAGE)
+    flags, pos = parse(sys.argv[1:] if argv is None else argv)
     images = _positional(flags, pos)
     if not images:
         raise DataError(f"no image given\n{USAGE}")
@@ -128,13 +146,5 @@ def main(argv=None):
     return classify(images, flags)
 
 
-def _run():
-    try:
-        from tools._cli import run
-    except ImportError:
-        from tools.convert_imageset import _fallback_run as run
-    return run(main)
-
-
 if __name__ == "__main__":
-    _run()
+    run(main)

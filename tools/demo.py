@@ -95,8 +95,8 @@ def _train(s, regime, iters, test_every):
     t0 = time.time()
     for it in range(iters):
         s.step(1)
-        regime.losses.append(float(s.net.blobs["loss"]))
-        if (it + 1) % test_every == 0 or it + 1 == iters:
+        regime.losses.append(float(s.net.blobs["loss"].detach()))
+        if (it + 1) % test_every == 0 or (it + 1 == iters and iters % test_every):
             regime.accs.append((it + 1, _test(s)))
             _say(f"      {regime.name:<16} iter {it + 1:4d}/{iters}  loss {np.mean(regime.losses[-test_every:]):.3f}"
                  f"  test acc {regime.accs[-1][1]:.3f}  ({time.time() - t0:.0f} s)")
@@ -214,11 +214,8 @@ def main(argv=None):
     labels = os.path.join(out, "target_labels.txt")
     with open(labels, "w") as f:
         f.write("".join(f"target class {k}\n" for k in range(5)))
-    from netspec.data.meanfile import read_mean
-    mean_npy = os.path.join(out, "mean.npy")
-    np.save(mean_npy, np.asarray(read_mean(mean))[0])
     image = os.path.join(out, "images", "target", "test", "3_0000.png")
-    printed = _tool("classify", image, "-model", deploy, "-weights", final_caffemodel, "-mean", mean_npy,
+    printed = _tool("classify", image, "-model", deploy, "-weights", final_caffemodel, "-mean", mean,
                     "-labels", labels, "-top", "3", "-crop", "32", "-input_scale", str(1.0 / 128))
     _say(f"      tools/classify on {os.path.relpath(image, out)} (true: target class 3):")
     for line in printed.strip().splitlines():

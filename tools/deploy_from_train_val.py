@@ -9,19 +9,26 @@ classifier (see recaffe.deploy). The trained .caffemodel loads into the result u
 """
 import sys
 
-from netspec.data.flags import parse_flags
 from protos.errors import NetError
+from tools._cli import FlagParser, run
 
-USAGE = "usage: deploy_from_train_val TRAIN_VAL.prototxt DEPLOY.prototxt [--batch N] [--shape N,C,H,W] [--noprob]"
-FLAGS = {"batch": 0, "shape": "", "prob": True}
+
+
+def parse(argv):
+    p = FlagParser(prog="deploy_from_train_val", description="a deploy prototxt from a train_val prototxt")
+    p.add_argument("train_val")
+    p.add_argument("deploy")
+    p.add_flag("batch", 0, int, help="input batch size (default: 1, or --shape's)")
+    p.add_flag("shape", "", help="input shape N,C,H,W (default: from the data layer)")
+    p.add_flag("prob", True, bool, help="add a Softmax 'prob' on the classifier (--noprob: do not)")
+    return p.parse_args(argv)
 
 
 def main(argv=None):
     from netspec.spec import write
     from recaffe.deploy import deploy_from_train_val
-    flags, pos = parse_flags(sys.argv[1:] if argv is None else argv, FLAGS, USAGE)
-    if len(pos) != 2:
-        raise NetError(f"expected TRAIN_VAL.prototxt and DEPLOY.prototxt, got {len(pos)} argument(s)\n{USAGE}")
+    ns = parse(sys.argv[1:] if argv is None else argv)
+    flags, pos = vars(ns), [ns.train_val, ns.deploy]
     shape = None
     if flags["shape"]:
         try:
@@ -38,13 +45,5 @@ def main(argv=None):
     return 0
 
 
-def _run():
-    try:
-        from tools._cli import run
-    except ImportError:
-        from tools.convert_imageset import _fallback_run as run
-    return run(main)
-
-
 if __name__ == "__main__":
-    _run()
+    run(main)

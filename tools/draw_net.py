@@ -8,19 +8,26 @@ rendered by Graphviz's ``dot`` program, with a one-line error when it is not ins
 """
 import sys
 
-from netspec.data.flags import parse_flags
 from protos.errors import NetError
+from tools._cli import FlagParser, run
 
-USAGE = "usage: draw_net NET.prototxt OUTPUT.{dot,png,svg,pdf} [--rankdir LR] [--phase ALL] [--display_lrm]"
-FLAGS = {"rankdir": "LR", "phase": "ALL", "display_lrm": False}
+
+
+def parse(argv):
+    p = FlagParser(prog="draw_net", description="draw a net as Graphviz DOT, PNG, SVG or PDF")
+    p.add_argument("input_net_proto_file")
+    p.add_argument("output_image_file")
+    p.add_flag("rankdir", "LR", help="LR, TB, BT or RL")
+    p.add_flag("phase", "ALL", help="TRAIN, TEST or ALL")
+    p.add_flag("display_lrm", False, bool, help="show the lr_mult of each layer's params")
+    return p.parse_args(argv)
 
 
 def main(argv=None):
     from protos.io import read_net
     from recaffe.draw import draw_net_to_file
-    flags, pos = parse_flags(sys.argv[1:] if argv is None else argv, FLAGS, USAGE)
-    if len(pos) != 2:
-        raise NetError(f"expected NET.prototxt and OUTPUT, got {len(pos)} argument(s)\n{USAGE}")
+    ns = parse(sys.argv[1:] if argv is None else argv)
+    flags, pos = vars(ns), [ns.input_net_proto_file, ns.output_image_file]
     if flags["rankdir"] not in ("LR", "TB", "BT", "RL"):
         raise NetError(f"--rankdir must be LR, TB, BT or RL, got {flags['rankdir']!r}")
     phase = flags["phase"].upper()
@@ -33,13 +40,5 @@ def main(argv=None):
     return 0
 
 
-def _run():
-    try:
-        from tools._cli import run
-    except ImportError:
-        from tools.convert_imageset import _fallback_run as run
-    return run(main)
-
-
 if __name__ == "__main__":
-    _run()
+    run(main)

@@ -119,9 +119,10 @@ class DataTransformer:
             out *= np.float32(self.scale)
         return out
 
-    def finish(self, batch, plans):
-        """Stage 2 on a (N, C, h, w) tensor of crops: float32 (batch - mean) * scale, on its device."""
-        if batch.device.type == "cpu":
+    def finish(self, batch, plans, use_numpy=None):
+        """Stage 2 on a (N, C, h, w) tensor of crops: float32 (batch - mean) * scale, on its device
+        (torch ops; numpy's loop on the CPU unless use_numpy=False)."""
+        if use_numpy if use_numpy is not None else batch.device.type == "cpu":
             return torch.from_numpy(self.finish_numpy(list(batch.numpy()), plans))
         x = batch.float()
         if self.mean is not None:

@@ -35,6 +35,13 @@ class Layer(nn.Module):
     equal_bottom_top = False
     #: layers whose tops depend on data fed from outside (Input, data layers)
     is_data = False
+    #: True for layers whose forward accepts any bottom shapes by itself. The Net re-runs the setup
+    #: (``__init__``, fillers skipped, blobs kept) of other layers when their bottom shapes change,
+    #: as Caffe calls Reshape before every Forward.
+    dynamic_shapes = False
+    #: set by the Net while it re-runs a layer's setup for new bottom shapes: add_blob then only
+    #: allocates (the Net hands the layer its existing blobs afterwards)
+    _skip_fill = False
 
     def __init__(self, lp, bottom_shapes, phase="TEST"):
         super().__init__()
@@ -54,8 +61,9 @@ class Layer(nn.Module):
 
     def add_blob(self, shape, filler=None, dtype=torch.float32):
         """Append a learnable blob of ``shape``, filled by ``filler`` (a FillerParameter) if given."""
-        data = torch.zeros(tuple(int(d) for d in shape), dtype=dtype)
-        if filler is not None:
+        shape = tuple(int(d) for d in shape)
+        data = torch.empty(shape, dtype=dtype) if Layer._skip_fill else torch.zeros(shape, dtype=dtype)
+        if filler is not None and not Layer._skip_fill:
             from netspec.fillers import fill
             fill(data, filler)
         p = nn.Parameter(data)
