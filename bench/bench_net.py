@@ -8,7 +8,8 @@ Ours and the hand-written model get the same random weights and input; forward i
 torch.no_grad() (inference), forward+backward as `caffe time` does it: every layer's backward with
 parameter gradients, none for the input blob (seeded by a random top diff on the output). Ours and
 torch are timed interleaved, R rounds of N iterations, best round kept (the machine is shared);
-Caffe reports its own averages over N iterations. Prints ms per iteration and the ratios.
+Caffe reports its own averages over N iterations (best of R runs). Prints ms per iteration and the
+ratios.
 """
 import argparse
 import os
@@ -94,7 +95,8 @@ def bench_caffe(param, iters):
         f.write(text_format.MessageToString(param))
     try:
         out = subprocess.run([CAFFE_RUN, "caffe", "time", "-model", f.name, "-iterations", str(iters)],
-                             capture_output=True, text=True, cwd=ROOT)
+                             capture_output=True, text=True, cwd=ROOT,
+                             env=dict(os.environ, GLOG_minloglevel="0"))   # caffe time logs at INFO
     finally:
         os.unlink(f.name)
     text = out.stdout + out.stderr
@@ -120,7 +122,10 @@ def main():
         param, net, hand = build(name, shape)
         r = bench_torch(net, hand, shape, args.iters, args.rounds)
         del net, hand
-        cf, cfb = bench_caffe(param, args.iters) if not args.no_caffe else (float("nan"),) * 2
+        cf = cfb = float("nan")
+        if not args.no_caffe:   # best of R runs of `caffe time -iterations N`
+            runs = [bench_caffe(param, args.iters) for _ in range(args.rounds)]
+            cf, cfb = min(r[0] for r in runs), min(r[1] for r in runs)
         (of, hf), (ofb, hfb) = r["fwd"], r["fwdbwd"]
         print(f"{name:10} {shape[0]:>5} | {of:9.1f} {hf:8.1f} {cf:8.1f} {cf / of:10.2f} {of / hf:10.3f} | "
               f"{ofb:9.1f} {hfb:8.1f} {cfb:8.1f} {cfb / ofb:10.2f} {ofb / hfb:10.3f}", flush=True)

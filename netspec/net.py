@@ -178,7 +178,9 @@ class Net(nn.Module):
             if s.fuse and k < i1 and self.fuse_bn_scale:
                 fused, nxt = True, self._steps[k + 1]
                 with torch.no_grad() if s.grad_free else contextlib.nullcontext():
-                    blobs[nxt.tops[0]] = netfuse.bn_scale(s.layer, nxt.layer, blobs[s.bottoms[0]])
+                    y = blobs[nxt.tops[0]] = netfuse.bn_scale(s.layer, nxt.layer, blobs[s.bottoms[0]])
+                if self.retain_blob_grads and y.requires_grad:
+                    y.retain_grad()
                 continue
             if s.source and all(t in fed for t in s.tops):   # fed tops of an Input/data layer
                 tops = [fed[t] for t in s.tops]

@@ -81,6 +81,21 @@ def to_dot(net_param, rankdir="LR", label_edges=True, phase=None, display_lrm=Fa
     return "\n".join(lines) + "\n"
 
 
+def draw_net(net_param, rankdir="LR", ext="png", phase=None, display_lrm=False):
+    """The diagram as bytes in format ``ext`` (pycaffe's caffe.draw.draw_net); 'dot' gives the DOT text."""
+    dot_text = to_dot(net_param, rankdir, phase=phase, display_lrm=display_lrm)
+    if ext in ("dot", "gv"):
+        return dot_text.encode()
+    dot = shutil.which("dot")
+    if dot is None:
+        raise RecaffeError(f"cannot render .{ext}: Graphviz 'dot' is not installed (apt-get install graphviz); "
+                           "use ext='dot' for the DOT text")
+    r = subprocess.run([dot, "-T" + ext], input=dot_text.encode(), capture_output=True)
+    if r.returncode != 0:
+        raise RecaffeError(f"dot -T{ext} failed: {r.stderr.decode().strip()}")
+    return r.stdout
+
+
 def draw_net_to_file(net_param, filename, rankdir="LR", phase=None, display_lrm=False):
     """Write the diagram: ``.dot``/``.gv`` as text; any other extension through Graphviz ``dot``."""
     dot_text = to_dot(net_param, rankdir, phase=phase, display_lrm=display_lrm)

@@ -1,6 +1,6 @@
 """pycaffe's ``caffe.io``: image loading and resizing, the input Transformer, oversampling, and the
 BlobProto / Datum <-> numpy helpers (python/caffe/io.py). Images are handled without scikit-image:
-PIL decodes, torch resizes (bilinear with half-pixel centres, as skimage's order-1 resize)."""
+PIL decodes; resize_image reproduces scikit-image's resize as pycaffe calls it (numpy, no skimage)."""
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -84,19 +84,76 @@ def load_image(filename, color=True):
 
 
 def resize_image(im, new_dims, interp_order=1):
-    """Resize an H x W x K array to ``new_dims`` = (height, width): linear (order 1) or nearest (0)."""
+    """Resize an H x W x K array to ``new_dims`` = (height, width) as pycaffe does (python/caffe/io.py):
+    for K = 1 or 3 the image is scaled to [0, 1], resized like scikit-image's ``resize(..., order,
+    mode='constant')`` (see _skimage_like_resize), and scaled back; other K: spline zoom (torch here)."""
     im = np.asarray(im, dtype=np.float32)
     h, w = int(new_dims[0]), int(new_dims[1])
-    if im.shape[0] == h and im.shape[1] == w:
-        return im.copy()
-    lo, hi = float(im.min()), float(im.max())
-    if hi == lo:
-        return np.full((h, w, im.shape[-1]), lo, dtype=np.float32)
+    if im.ndim == 2:
+        im = im[:, :, None]
+    if im.shape[-1] in (1, 3):
+        lo, hi = float(im.min()), float(im.max())
+        if hi <= lo:
+            return np.full((h, w, im.shape[-1]), lo, dtype=np.float32)
+        std = (im - np.float32(lo)) / np.float32(hi - lo)
+        out = _skimage_like_resize(std, h, w, interp_order)
+        return (out * np.float32(hi - lo) + np.float32(lo)).astype(np.float32)
     t = torch.from_numpy(np.ascontiguousarray(im.transpose(2, 0, 1)))[None]
     mode = "nearest" if interp_order == 0 else "bilinear"
     kwargs = {} if mode == "nearest" else {"align_corners": False}
     out = F.interpolate(t, size=(h, w), mode=mode, **kwargs)[0]
     return out.numpy().transpose(1, 2, 0).astype(np.float32)
+
+
+def _gaussian_1d(x, sigma, axis):
+    """scipy.ndimage.gaussian_filter1d(mode='constant', cval=0, truncate=4) along ``axis``."""
+    if sigma <= 0:
+        return x
+    radius = int(4.0 * sigma + 0.5)
+    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    k /= k.sum()
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (radius, radius)
+    xp = np.pad(x.astype(np.float64), pad)
+    out = np.zeros(x.shape, np.float64)
+    n = x.shape[axis]
+    for i, kv in enumerate(k):
+        out += kv * np.take(xp, np.arange(i, i + n), axis=axis)
+    return out.astype(x.dtype)
+
+
+def _skimage_like_resize(im, h, w, order):
+    """scikit-image 0.18 ``resize(im, (h, w), order, mode='constant', cval=0, anti_aliasing=None)`` on an
+    H x W x K float32 image in [0, 1]: Gaussian anti-aliasing with sigma (factor - 1) / 2 on the
+    down-scaled axes, then for each output pixel the input point factor * (i + 0.5) - 0.5, sampled
+    bilinearly (order 1) or nearest, round half away from zero (order 0), with 0 outside the image;
+    finally clipped to [0, 1] (its clip=True)."""
+    H, W = im.shape[:2]
+    fr, fc = H / float(h), W / float(w)
+    x = _gaussian_1d(im, max(0.0, (fr - 1) / 2), 0)
+    x = _gaussian_1d(x, max(0.0, (fc - 1) / 2), 1)
+    if h == 1 and w == 1:
+        r, c = np.array([H / 2.0 - 0.5]), np.array([W / 2.0 - 0.5])
+    else:
+        r = fr * (np.arange(h) + 0.5) - 0.5
+        c = fc * (np.arange(w) + 0.5) - 0.5
+    xp = np.pad(x, ((1, 1), (1, 1), (0, 0)))               # index i of x is i + 1 of xp; borders are 0
+
+    def idx(v, n):
+        return np.clip(v + 1, 0, n + 1).astype(np.int64)
+
+    if order == 0:
+        ri = np.where(r >= 0, np.floor(r + 0.5), np.ceil(r - 0.5))
+        ci = np.where(c >= 0, np.floor(c + 0.5), np.ceil(c - 0.5))
+        out = xp[idx(ri, H)][:, idx(ci, W)]
+    else:
+        r0, c0 = np.floor(r), np.floor(c)
+        dr, dc = (r - r0)[:, None, None], (c - c0)[None, :, None]
+        rows0, rows1 = xp[idx(r0, H)], xp[idx(r0 + 1, H)]
+        top = (1 - dc) * rows0[:, idx(c0, W)] + dc * rows0[:, idx(c0 + 1, W)]
+        bottom = (1 - dc) * rows1[:, idx(c0, W)] + dc * rows1[:, idx(c0 + 1, W)]
+        out = (1 - dr) * top + dr * bottom
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
 def oversample(images, crop_dims):

@@ -5,13 +5,14 @@
     net.blobs['data'].data[...] = images
     probs = net.forward()['prob']
 
-Blobs are live numpy views of the tensors the torch net computes with (see recaffe.blob): the facade keeps
-one persistent tensor per Input top (what ``net.blobs[<input>].data`` writes into and every forward
-reads), reads every other blob from ``netspec.Net.blobs`` (tensors of the last forward, zero-filled at
-their planned shapes before it), and records, with forward hooks on the layers, the tensor each blob's
-diff comes from: for an in-place chain (conv1 -> relu1 -> conv1) the diff is the gradient at the first
-tensor of the chain, as Caffe's shared diff memory ends up holding after backward; implicit Split tops
-are made distinct views so each branch has its own diff.
+Blobs are live numpy views of torch tensors (see recaffe.blob): the facade keeps one persistent tensor
+per Input top (what ``net.blobs[<input>].data`` writes into and every forward reads); any other blob is
+handed out as the net's own tensor the first time and later forwards copy their values into that same
+tensor (a hook on the torch net, so solver steps count too), so arrays held across forwards stay live
+and values written into them feed a ``forward(start=...)``. Forward hooks on the layers record the
+tensor each blob's diff comes from: for an in-place chain (conv1 -> relu1 -> conv1) the diff is the
+gradient at the first tensor of the chain, as Caffe's shared diff memory ends up holding after
+backward; implicit Split tops are made distinct views so each branch has its own diff.
 """
 import collections
 
@@ -43,13 +44,17 @@ def _parse_args(args, kwargs):
         raise TypeError(f"Net() got unexpected keyword argument(s) {', '.join(sorted(kwargs))}; valid: "
                         "phase, weights, level, stages")
     args = list(args)
-    if args and isinstance(args[0], (str, bytes)) or (args and hasattr(args[0], "__fspath__")):
-        weights = args.pop(0)
+    if args and (isinstance(args[0], (str, bytes)) or hasattr(args[0], "__fspath__")):
+        weights = args.pop(0)               # Net(file, weights, phase)
+        if len(args) > 1:
+            raise TypeError("Net(network_file, weights, phase) takes no further positional arguments")
     if args:
         phase = args.pop(0)
-    if args:
-        raise TypeError("Net(network_file, phase, level=0, stages=None, weights=None) or "
-                        "Net(network_file, weights, phase): too many positional arguments")
+    rest = dict(zip(("level", "stages", "weights"), args))    # Net(file, phase, level, stages, weights)
+    level, stages, weights = rest.get("level", level), rest.get("stages", stages), rest.get("weights", weights)
+    if len(args) > 3:
+        raise TypeError("Net(network_file, phase, level=0, stages=None, weights=None): too many positional "
+                        "arguments")
     if phase is None:
         raise TypeError("Net() needs a phase: caffe.TRAIN or caffe.TEST")
     return weights, _phase_name(phase), int(level), tuple(stages or ())
@@ -82,18 +87,22 @@ class Net:
         self._diff_src, self._diffs, self._layer_out = {}, {}, {}
         names = [n for n in tnet.blob_names if n != AUTO_TOP]
         self.blobs = collections.OrderedDict((n, Blob(self, n)) for n in names)
-        self.layers = [getattr(l, "py", None) or LayerView(l) for l in tnet.layers]
+        # a Python layer is handed out as the user's own object, as pycaffe does
+        self.layers = [l.py if hasattr(l, "py") else LayerView(l) for l in tnet.layers]
         self._layer_names = list(tnet.layer_names)
         self.layer_dict = collections.OrderedDict(zip(self._layer_names, self.layers))
         self.top_names = collections.OrderedDict(
             (n, [t for t in s.tops if t != AUTO_TOP]) for n, s in zip(self._layer_names, tnet._steps))
-        self.bottom_names = collections.OrderedDict((n, list(s.bottoms)) for n, s in zip(self._layer_names, tnet._steps))
+        self.bottom_names = collections.OrderedDict(
+            (n, list(s.bottoms)) for n, s in zip(self._layer_names, tnet._steps))
         self.blob_loss_weights = collections.OrderedDict((n, float(tnet.blob_loss_weights.get(n, 0.0))) for n in names)
         for n, w in self.blob_loss_weights.items():   # Caffe: a loss top's diff holds its loss weight
             if w:
                 self._diffs[n] = torch.full(tnet.blob_shapes[n], w)
+        self._handed = {}
         for i, layer in enumerate(tnet.layers):
             layer.register_forward_hook(self._make_hook(i))
+        tnet.register_forward_hook(self._sync_handed)
 
     # -- pycaffe attributes ------------------------------------------------------------------------
     @property
@@ -114,6 +123,9 @@ class Net:
 
     # -- tensors behind the blob views -------------------------------------------------------------
     def _blob_tensor(self, name):
+        """The tensor behind ``net.blobs[name].data``. The first time a blob is handed out this is the
+        net's own tensor; later forwards bring their new values into that same tensor (_sync_handed), so
+        an array held across forwards stays live, as Caffe's blob memory does."""
         if name in self._inputs:
             return self._inputs[name]
         blobs = self.torch_net.blobs
@@ -121,17 +133,45 @@ class Net:
             if name not in self.torch_net.blob_shapes:
                 raise KeyError(name)
             blobs[name] = torch.zeros(self.torch_net.blob_shapes[name])
-        return blobs[name]
+        held = self._handed.get(name)
+        current = blobs[name]
+        if held is None or tuple(held.shape) != tuple(current.shape):
+            held = self._handed[name] = current.detach()
+        return held
+
+    def _sync_handed(self, module=None, args=None, output=None):
+        """After every forward of the torch net (ours or a solver's): refresh the handed-out arrays."""
+        blobs = self.torch_net.blobs
+        with torch.no_grad():
+            for name, held in self._handed.items():
+                t = blobs.get(name)
+                if t is None or held.data_ptr() == t.data_ptr():
+                    continue
+                if tuple(held.shape) == tuple(t.shape):
+                    held.copy_(t.detach())
+                else:
+                    self._handed[name] = t.detach()
+
+    def _push_handed(self):
+        """Before a partial forward: values written into handed-out arrays go into the net's tensors
+        (through .data, so the autograd graph is kept and backward sees them, as in Caffe)."""
+        blobs = self.torch_net.blobs
+        for name, held in self._handed.items():
+            t = blobs.get(name)
+            if t is not None and held.data_ptr() != t.data_ptr() and tuple(held.shape) == tuple(t.shape):
+                t.data.copy_(held)
 
     def _blob_diff(self, name):
+        """The tensor behind ``net.blobs[name].diff``: one persistent tensor per blob, refreshed from the
+        gradient of the last backward (ours or a solver's)."""
         shape = tuple(self._blob_tensor(name).shape)
-        src = self._diff_src.get(name)
-        if src is not None and src.grad is not None and tuple(src.grad.shape) == shape:
-            return src.grad     # a backward run by a solver step
         d = self._diffs.get(name)
         if d is None or tuple(d.shape) != shape:
-            d = torch.zeros(shape)
-            self._diffs[name] = d
+            d = self._diffs[name] = torch.zeros(shape)
+        src = self._diff_src.get(name)
+        if src is not None and src.grad is not None and tuple(src.grad.shape) == shape:
+            d.copy_(src.grad)
+            src.grad = None
         return d
 
     def _reshape_blob(self, name, shape):
@@ -210,14 +250,16 @@ class Net:
         if start is not None:
             self._layer_index(start)
             for name in tnet.blob_names:
-                if name != AUTO_TOP:
+                if name != AUTO_TOP and name not in tnet.blobs:
                     self._blob_tensor(name)
+            self._push_handed()
         if end is not None:
             wanted = list(self.top_names[self._layer_names[self._layer_index(end)]])
         else:
             wanted = list(self.outputs)
         with torch.enable_grad():
             tnet.forward(start=start, end=end, **self._inputs)
+        self._sync_handed()
         for name, t in tnet.input_blobs.items():
             self._diff_src[name] = t
         for name in self._inputs:
@@ -239,11 +281,10 @@ class Net:
         i_start = self._layer_index(start) if start is not None else len(self.layers) - 1
         i_end = self._layer_index(end) if end is not None else 0
         roots, grads = self._roots(i_start, start is not None)
-        only = None
-        if start is not None or end is not None:
-            only = self._range_inputs(i_end, i_start)
-        if roots:
-            torch.autograd.backward(roots, grads, retain_graph=True, inputs=only or None)
+        partial = start is not None or end is not None
+        only = self._range_inputs(i_end, i_start) if partial else None
+        if roots and (only or not partial):
+            torch.autograd.backward(roots, grads, retain_graph=True, inputs=only)
         self._collect_diffs()
         wanted = list(self.bottom_names[self._layer_names[i_end]]) if end is not None else list(self.inputs)
         return {n: self.blobs[n].diff for n in collections.OrderedDict.fromkeys(wanted + list(diffs or []))}
@@ -282,10 +323,10 @@ class Net:
         return out
 
     def _collect_diffs(self):
-        for name, t in self._diff_src.items():
+        for name, t in list(self._diff_src.items()):
             if t.grad is not None:
-                self._diffs[name] = t.grad
-                t.grad = None   # the next backward over the same forward starts from zero, as Caffe's
+                self._blob_diff(name)   # copies the gradient into the blob's diff and clears it, so the
+                                        # next backward over the same forward starts from zero, as Caffe's
 
     def forward_all(self, blobs=None, **kwargs):
         return _batching.forward_all(self, blobs, **kwargs)
@@ -309,6 +350,7 @@ class Net:
                 self._blob_tensor(name)
         with torch.no_grad():
             tnet.forward(start=tnet.layer_names[first], **self._inputs)
+        self._sync_handed()
         for name, t in tnet.blobs.items():
             tnet.blob_shapes[name] = tuple(t.shape)
 
@@ -334,4 +376,5 @@ class Net:
         self.torch_net.share_with(other.torch_net if isinstance(other, Net) else other)
 
     def __repr__(self):
-        return f"<recaffe.Net {self.torch_net.name!r} {self.torch_net.phase}: inputs={self.inputs} outputs={self.outputs}>"
+        t = self.torch_net
+        return f"<recaffe.Net {t.name!r} {t.phase}: inputs={self.inputs} outputs={self.outputs}>"

@@ -106,13 +106,12 @@ def train(flags):
     for ext in (".h5",):
         if flags["snapshot"].endswith(ext):
             raise SolverError(f"{flags['snapshot']}: HDF5 solver states are not supported")
+    if flags["snapshot_format"] not in ("", "binaryproto", "pth"):
+        raise SolverError(f"-snapshot_format: '{flags['snapshot_format']}'; valid: binaryproto, pth")
     device = select_device(flags["gpu"], param)
     level = flags["level"] if flags["level"] else None
     solver = Solver(flags["solver"], param=param, stages=_stages(flags), level=level, device=device)
-    if flags["snapshot_format"]:
-        if flags["snapshot_format"] not in ("binaryproto", "pth"):
-            raise SolverError(f"-snapshot_format: '{flags['snapshot_format']}'; valid: binaryproto, pth")
-        solver.snapshot_format = flags["snapshot_format"]
+    solver.snapshot_format = flags["snapshot_format"] or "binaryproto"
     if flags["weights"]:
         solver.load_weights(flags["weights"])
     solver.install_signal_handlers(flags["sigint_effect"], flags["sighup_effect"])

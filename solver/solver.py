@@ -48,8 +48,7 @@ class Solver:
         self.net, self.test_nets = netsetup.build_nets(p, self.path, stages, level)
         for net in [self.net] + self.test_nets:
             net.to(self.device)
-            if self.device.type != "cpu":
-                _move_data_tops(net, self.device)
+            _move_data_tops(net, self.device)
         self.entries = groups.learnable(self.net)
         self.learnable = [e[0] for e in self.entries]
         cls = SOLVERS[p.type]
@@ -212,7 +211,10 @@ class Solver:
         n = p.test_iter[k]
         with torch.no_grad():
             for _ in range(n):
-                if self._poll() == "stop":
+                action = self._poll()
+                if action == "snapshot":      # Solver::Test handles a snapshot request at once
+                    self.snapshot()
+                elif action == "stop":
                     self.requested_early_exit = True
                     log("Test interrupted.", "solver.cpp:381")
                     return None
@@ -292,6 +294,8 @@ class Solver:
 
 def _move_data_tops(net, device):
     """Data layers produce CPU tensors; on a GPU their tops are moved to the net's device."""
+    if device.type == "cpu":
+        return
     for layer in net.layers:
         if getattr(layer, "is_data", False):
             layer.register_forward_hook(lambda m, i, out: [t.to(device) for t in out])

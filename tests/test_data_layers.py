@@ -8,7 +8,6 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from netspec.layers import layer_class
 from protos import caffe_pb2
 from protos.errors import DataError, NetError
 
@@ -16,6 +15,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden", "data")
 CASES = ["raw_meanfile", "enc_meanfile", "raw_meanvalue", "raw_nocrop_single_mean", "enc_force_gray", "gray_raw",
          "resized_raw", "imagedata_meanvalue", "imagedata_gray", "imagedata_resize"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _unshadow_dsl_layers():
+    """Importing the netspec.layers package sets ``netspec.layers`` to it, hiding netspec's lazy DSL
+    export of the same name (``from netspec import layers as L``) for later tests; undo that."""
+    yield
+    import netspec
+    if getattr(netspec.__dict__.get("layers"), "__path__", None) is not None:
+        del netspec.__dict__["layers"]
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +39,7 @@ def _at_root(monkeypatch):
 
 
 def make(text, phase="TEST", workers=0):
+    from netspec.layers import layer_class   # not at collection time: see _unshadow_dsl_layers
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(text, lp)
     layer = layer_class(lp.type, lp.name)(lp, [], phase)

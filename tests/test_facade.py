@@ -258,7 +258,8 @@ def test_python_layer_subclassing_caffe_layer(tmp_path, monkeypatch):
     (tmp_path / "facade_pylayer.py").write_text(PY_LAYER)
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "py.prototxt").write_text(
-        'force_backward: true\nlayer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }\n'
+        'force_backward: true\n'
+        'layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 } } }\n'
         'layer { name: "dbl" type: "Python" bottom: "data" top: "out" '
         'python_param { module: "facade_pylayer" layer: "Double" param_str: "3" } }\n')
     allow_python_layers(True)
@@ -287,3 +288,21 @@ def test_set_input_arrays_memory_data(tmp_path):
     (tmp_path / "nomem.prototxt").write_text(IP_NET)
     with pytest.raises(NetError, match="MemoryData"):
         caffe.Net(str(tmp_path / "nomem.prototxt"), caffe.TEST).set_input_arrays(data, np.zeros(4, np.float32))
+
+
+def test_held_arrays_stay_live_across_forwards(ip_net):
+    """Caffe's blob memory persists: an array taken once sees every later forward and backward."""
+    net, w, b, _ = ip_net
+    out_held = net.blobs["out"].data
+    ip_held = net.blobs["ip"].data
+    diff_held = net.blobs["ip"].diff
+    for k in (1.0, 2.0):
+        net.blobs["data"].data[0] = k          # two separate accesses: both writes stay
+        net.blobs["data"].data[1] = -k
+        net.forward()
+        x = np.array([[k] * 3, [-k] * 3], np.float32)
+        np.testing.assert_allclose(out_held, 3 * (x @ w.T + b) + 1, rtol=1e-5)
+        net.backward(out=np.full((2, 4), k, np.float32))
+        np.testing.assert_allclose(diff_held, np.full((2, 4), 3 * k), rtol=1e-6)
+    ip_held[...] = 0                            # written into a held array, read by forward(start=)
+    np.testing.assert_allclose(net.forward(start="scale")["out"], np.ones((2, 4)))

@@ -38,6 +38,7 @@ def test_dot_structure(tmp_path, capsys):
     assert not any(a == "layer_2_relu1" for a, _ in edges)          # in-place: drawn inline
     assert len(edges) == 5 + 4                                        # 5 bottoms, 4 non-in-place tops
     assert "kernel size: 3\\nstride: 2\\npad: 0" in dot and "pool=MAX" in dot and "lr mult: 3" in dot
+    assert caffe.draw.draw_net(read_net(str(proto)), "TB", "dot", display_lrm=True).decode() == dot
     caffe.draw.draw_net_to_file(read_net(str(proto)), str(tmp_path / "test.dot"), phase=caffe.TEST)
     assert "layer_4_drop" not in (tmp_path / "test.dot").read_text()
 

@@ -72,6 +72,12 @@ def test_forward_backward_matches_pycaffe(name):
     for layer, blobs in net.params.items():
         for i, blob in enumerate(blobs):
             close(blob.diff, g["pdiff_%s_%d" % (layer, i)], f"{name}: diff of param {layer}[{i}]")
+    part = net.backward(start="ip1", end="ip1")
+    assert sorted(part) == sorted(k[len("partial_back_"):] for k in g if k.startswith("partial_back_"))
+    for k, v in part.items():
+        close(v, g["partial_back_" + k], f"{name}: backward(start='ip1', end='ip1')['{k}']")
+    for i, blob in enumerate(net.params["ip1"]):
+        close(blob.diff, g["partial_pdiff_%d" % i], f"{name}: ip1[{i}] diff after the partial backward")
 
 
 @pytest.mark.parametrize("name", NETS)

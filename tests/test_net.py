@@ -358,3 +358,11 @@ def test_dummy_data_fillers_and_refill():
     assert torch.equal(net()["b"], torch.zeros(2, 4, 5, 6))
     with pytest.raises(NetError, match="both shape and legacy"):
         Net('layer { name: "d" type: "DummyData" top: "a" dummy_data_param { num: 2 shape { dim: 1 } } }')
+
+
+def test_retain_blob_grads_gives_blob_diffs():
+    net = Net(IN + affine("a", "x", "h") + 'layer { name: "l" type: "_TSqLoss" bottom: "h" top: "l" }')
+    net.retain_blob_grads = True
+    net(x=X)
+    net.backward()
+    torch.testing.assert_close(net.blobs["h"].grad, net.blobs["h"].detach())   # d(0.5 h^2)/dh = h

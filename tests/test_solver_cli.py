@@ -130,3 +130,17 @@ def test_subprocess_exit_status(tmp_path):
                        capture_output=True, text=True, timeout=120)
     err = [l for l in r.stderr.splitlines() if l.strip() and not GLOG.match(l)]
     assert r.returncode == 2 and len(err) == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_gpu_request_without_cuda_falls_back_with_a_note():
+    import torch
+    from solver.cli import select_device
+    from protos import caffe_pb2
+    with capture() as lines:
+        dev = select_device("0")
+        cpu = select_device("", caffe_pb2.SolverParameter())          # solver_mode absent -> CPU
+    assert cpu.type == "cpu" and any("Use CPU." in l for l in lines)
+    if torch.cuda.is_available():
+        assert dev.type == "cuda"
+    else:
+        assert dev.type == "cpu" and any(l.startswith("W") and "CUDA is not available" in l for l in lines)

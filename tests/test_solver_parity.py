@@ -90,3 +90,20 @@ def test_our_solverstate_matches_caffes(tmp_path, name):
     for h, c in zip(ours.history, caffe.history):
         assert h.shape == c.shape
         assert rel_err(h, c) < 1e-4
+
+
+def test_param_groups_from_v1_blobs_lr():
+    """V1 blobs_lr / weight_decay arrive as lr_mult / decay_mult (through the net upgrade) and define the
+    groups; lr_mult 0 means requires_grad False."""
+    from netspec.net import Net
+    from solver import groups
+    v1 = ('name: "v1" input: "data" input_dim: 2 input_dim: 3 input_dim: 4 input_dim: 4\n'
+          'layers { name: "ip" type: INNER_PRODUCT bottom: "data" top: "ip" blobs_lr: 0 blobs_lr: 2 '
+          'weight_decay: 1 weight_decay: 0 inner_product_param { num_output: 5 } }\n'
+          'layers { name: "ip2" type: INNER_PRODUCT bottom: "ip" top: "ip2" blobs_lr: 1 blobs_lr: 2 '
+          'weight_decay: 1 weight_decay: 0 inner_product_param { num_output: 2 } }\n')
+    net = Net(v1, phase="TRAIN")
+    gs = groups.param_groups(groups.learnable(net))
+    assert [(g["lr_mult"], g["decay_mult"], g["names"]) for g in gs] == [
+        (0.0, 1.0, ["ip.0"]), (2.0, 0.0, ["ip.1", "ip2.1"]), (1.0, 1.0, ["ip2.0"])]
+    assert not net.params["ip"][0].requires_grad and net.params["ip"][1].requires_grad

@@ -41,7 +41,9 @@ def main(argv=None):
         raise NetError(f"--batch must be > 0, got {flags['batch']}")
     deploy = deploy_from_train_val(pos[0], shape=shape, batch=flags["batch"] or None, add_prob=flags["prob"])
     write(deploy, pos[1])
-    print(f"{pos[1]}: {len(deploy.layer)} layers, input {list(deploy.layer[0].input_param.shape[0].dim) if len(deploy.layer) and deploy.layer[0].type == 'Input' else list(deploy.input)}")
+    first = deploy.layer[0] if len(deploy.layer) else None
+    shape = list(first.input_param.shape[0].dim) if first is not None and first.type == "Input" else list(deploy.input)
+    print(f"{pos[1]}: {len(deploy.layer)} layers, input {shape}")
     return 0
 
 

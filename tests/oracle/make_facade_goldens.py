@@ -11,12 +11,15 @@ tests/golden/facade/<net>.npz holding what real pycaffe computed:
   topdiff_<blob>       the top diffs given to net.backward(**diffs) (small only; lossnet uses its loss)
   data_<blob>, diff_<blob>   every blob's data and diff after forward + backward (split blobs too)
   pdiff_<layer>_<i>    every parameter diff after that backward
+  partial_back_<blob>  then net.backward(start='ip1', end='ip1') (ip1's bottom diff), and
+  partial_pdiff_<i>    ip1's parameter diffs after it (accumulated over both backward passes)
   fwd_end_<blob>       net.forward(end='ip1') of a fresh forward (keys: the tops of ip1)
   partial_<blob>       after conv1's data was set to RandomState(seed + 2) values, forward(start='relu1')
   loaded_<blob>        the outputs of a fresh Caffe net that loaded OUR .caffemodel (step 1)
   ours_sha256          sha256 of our .caffemodel, so the test can check our writer still writes it
   meta                 JSON: blob names, layer names, inputs, outputs, top/bottom names, loss weights
 
+resize.npz: caffe.io.resize_image of RandomState(31) images for RESIZE_CASES (in_<k>, out_<k>);
 and runs tests/legacy_scripts/net_surgery.py under real pycaffe, storing what it prints in
 legacy_net_surgery.stdout and the prototxt it writes (str(n.to_proto())) in legacy_net_surgery.deploy.prototxt.
 
@@ -35,6 +38,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "..", "golden", "facade")
 TMP = "/tmp/recaffe_facade"
 NETS = {"small": 11, "lossnet": 21}
+# (input H, W, K), (new H, W), interp_order: up, down (anti-aliased), mixed, gray, same size, 1x1, nearest
+RESIZE_CASES = [((5, 7, 3), (12, 9), 1), ((16, 12, 3), (7, 5), 1), ((6, 10, 3), (9, 4), 1),
+                ((6, 10, 1), (3, 17), 1), ((9, 9, 3), (9, 9), 1), ((4, 6, 3), (1, 1), 1),
+                ((6, 10, 3), (13, 4), 0), ((11, 8, 3), (40, 37), 1)]
+
+
+def resize_inputs():
+    rng = np.random.RandomState(31)
+    return [(rng.uniform(-20, 300, shape).astype(np.float32), dims, order) for shape, dims, order in RESIZE_CASES]
 
 
 def recipe(seed, shapes):
@@ -100,6 +112,10 @@ def caffe_side():
         for layer, blobs in net.params.items():
             for i, blob in enumerate(blobs):
                 rec["pdiff_%s_%d" % (layer, i)] = blob.diff.copy()
+        for k, v in net.backward(start="ip1", end="ip1").items():
+            rec["partial_back_" + k] = v.copy()
+        for i, blob in enumerate(net.params["ip1"]):
+            rec["partial_pdiff_%d" % i] = blob.diff.copy()
         out = net.forward(end="ip1", **feed)
         for k, v in out.items():
             rec["fwd_end_" + k] = v.copy()
@@ -123,6 +139,11 @@ def caffe_side():
         np.savez_compressed(os.path.join(GOLDEN, name + ".npz"), **rec)
         print("wrote", name, len(rec), "arrays")
     legacy()
+    rec = {}
+    for k, (im, dims, order) in enumerate(resize_inputs()):
+        rec["in_%d" % k] = im
+        rec["out_%d" % k] = caffe.io.resize_image(im, dims, interp_order=order)
+    np.savez_compressed(os.path.join(GOLDEN, "resize.npz"), **rec)
 
 
 def legacy():
