@@ -15,16 +15,14 @@ back to the same float32 (`0.01`, where protobuf 3 printed `0.009999999776482582
 protobuf >= 4 (upb) prints 6-or-9 significant digits and raw UTF-8, and text_format.MessageToString starts
 at 6 digits (`3.00018e-42` for 3e-42), so the printer is ours: text_format's layout, our float spelling.
 """
-import math
 import os
-import struct
 import tempfile
 
-from google.protobuf import text_encoding
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from protos import caffe_pb2
+from protos.printer import message_to_text, shortest_float32  # noqa: F401 (re-exported)
 from protos.errors import NetError, RecaffeError, SolverError
 
 __all__ = ["SolverSpec", "solver", "assign_fields", "to_prototxt", "shortest_float32", "write"]
@@ -115,45 +113,6 @@ def assign_fields(msg, name, value, where=None, error=NetError):
 
 # ---------------------------------------------------------------- printing and writing
 
-def shortest_float32(value):
-    """The shortest decimal that reads back to the same float32, spelt as Python prints floats
-    ('0.01', '104.0', '1e-05', '3e-42', 'inf'). protobuf's own ToShortestFloat starts at 6 digits, which
-    is not the shortest for subnormals."""
-    if math.isnan(value) or math.isinf(value):
-        return str(value)
-    for digits in range(1, 10):
-        rounded = float(f"{value:.{digits}g}")
-        try:
-            if struct.unpack("<f", struct.pack("<f", rounded))[0] == value:
-                return str(rounded)
-        except OverflowError:         # rounded past the float32 range (near FLT_MAX)
-            continue
-    return str(value)
-
-
-def _print_message(msg, indent, out):
-    pad = " " * indent
-    for fd, value in msg.ListFields():        # field-number order, as text_format and pycaffe
-        for v in (value if fd.is_repeated else (value,)):
-            if fd.message_type is not None:
-                out.append(f"{pad}{fd.name} {{\n")
-                _print_message(v, indent + 2, out)
-                out.append(f"{pad}}}\n")
-                continue
-            if fd.enum_type is not None:
-                ev = fd.enum_type.values_by_number.get(v)
-                text = ev.name if ev is not None else str(v)
-            elif fd.cpp_type == FieldDescriptor.CPPTYPE_STRING:
-                text = '"' + text_encoding.CEscape(v, as_utf8=False) + '"'
-            elif fd.cpp_type == FieldDescriptor.CPPTYPE_BOOL:
-                text = "true" if v else "false"
-            elif fd.cpp_type == FieldDescriptor.CPPTYPE_FLOAT:
-                text = shortest_float32(v)
-            else:
-                text = str(v)
-            out.append(f"{pad}{fd.name}: {text}\n")
-
-
 def to_prototxt(msg):
     """Prototxt text of any message (or NetSpec, Top, SolverSpec): pycaffe's str(msg) -- text_format
     layout, octal escapes for non-ASCII -- except floats, printed by shortest_float32."""
@@ -161,9 +120,7 @@ def to_prototxt(msg):
         msg = msg.to_proto()        # NetSpec, Top, SolverSpec
     if not isinstance(msg, Message):
         raise RecaffeError(f"to_prototxt: expected a protobuf message, NetSpec or SolverSpec, got {type(msg).__name__}")
-    out = []
-    _print_message(msg, 0, out)
-    return "".join(out)
+    return message_to_text(msg)
 
 
 def write(msg, path):

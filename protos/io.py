@@ -25,6 +25,7 @@ from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
 from . import caffe_pb2, forks, upgrade
+from .printer import message_to_text
 from .blob import array_to_blobproto, array_to_datum, blobproto_to_array, datum_to_array  # noqa: F401
 from .errors import ProtoError
 
@@ -192,7 +193,7 @@ def _atomic_write(path, data):
 
 def write_text(message, path):
     """Prototxt of ``message`` (fields in field-number order, as Caffe's WriteProtoToTextFile)."""
-    _atomic_write(path, text_format.MessageToString(message).encode("utf-8"))
+    _atomic_write(path, message_to_text(message).encode("utf-8"))
 
 
 def write_binary(message, path):
