@@ -2,7 +2,7 @@
 and against hand-written torch models (bench/torch_models.py), on the CaffeNet, GoogLeNet and
 ResNet-50 deploy nets (batch 10, 10, 1).
 
-    python bench/bench_net.py [--iters N] [--rounds R] [--no-caffe] [--nets caffenet,googlenet,resnet50]
+    python bench/bench_net.py [--iters N] [--rounds R] [--threads T] [--no-caffe] [--nets caffenet,...]
 
 Ours and the hand-written model get the same random weights and input; forward is timed under
 torch.no_grad() (inference), forward+backward as `caffe time` does it: every layer's backward with
@@ -90,11 +90,12 @@ def bench_torch(net, hand, shape, iters, rounds):
     return res
 
 
-def bench_caffe(param, iters):
+def bench_caffe(param, iters, threads):
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", dir="/tmp", delete=False) as f:
         f.write(text_format.MessageToString(param))
     try:
-        out = subprocess.run([CAFFE_RUN, "caffe", "time", "-model", f.name, "-iterations", str(iters)],
+        out = subprocess.run([CAFFE_RUN, "env", f"OPENBLAS_NUM_THREADS={threads}", f"OMP_NUM_THREADS={threads}",
+                              "caffe", "time", "-model", f.name, "-iterations", str(iters)],
                              capture_output=True, text=True, cwd=ROOT,
                              env=dict(os.environ, GLOG_minloglevel="0"))   # caffe time logs at INFO
     finally:
@@ -113,7 +114,10 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-caffe", action="store_true")
     ap.add_argument("--nets", default=",".join(NETS))
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                    help="torch threads, and OPENBLAS/OMP_NUM_THREADS for Caffe")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per iteration")
     print(f"{'net':10} {'batch':>5} | {'fwd ours':>9} {'torch':>8} {'caffe':>8} {'caffe/ours':>10} "
           f"{'ours/torch':>10} | {'f+b ours':>9} {'torch':>8} {'caffe':>8} {'caffe/ours':>10} {'ours/torch':>10}")
@@ -124,7 +128,7 @@ def main():
         del net, hand
         cf = cfb = float("nan")
         if not args.no_caffe:   # best of R runs of `caffe time -iterations N`
-            runs = [bench_caffe(param, args.iters) for _ in range(args.rounds)]
+            runs = [bench_caffe(param, args.iters, args.threads) for _ in range(args.rounds)]
             cf, cfb = min(r[0] for r in runs), min(r[1] for r in runs)
         (of, hf), (ofb, hfb) = r["fwd"], r["fwdbwd"]
         print(f"{name:10} {shape[0]:>5} | {of:9.1f} {hf:8.1f} {cf:8.1f} {cf / of:10.2f} {of / hf:10.3f} | "
