@@ -8,7 +8,7 @@ type guessed from the file extension; the file is checked by parsing its header,
 OpenCV too accepts truncated JPEGs), otherwise the decoded (resized) image re-encoded (PIL here,
 OpenCV's imencode in Caffe: same pixels for PNG, not byte-identical for JPEG). Decoding, resizing and
 serialising run in worker processes (ordered), the LMDB is written by the parent, atomically.
-Resizing uses PIL's bilinear affine map unless ``exact_resize`` (see netspec.data.image.resize).
+Resizing uses torch's uint8 bilinear kernel unless ``exact_resize`` (see netspec.data.image.resize).
 """
 import functools
 import multiprocessing as mp
@@ -96,7 +96,7 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
                      check_size=False, encoded=False, encode_type="", backend="lmdb", skip_bad=False,
                      workers=None, seed=None, progress=True, log=sys.stderr, exact_resize=False):
     """Write the LMDB; returns a summary dict (written, skipped, bad lines, seconds).
-    exact_resize: OpenCV's fixed-point bilinear bit for bit (slow) instead of PIL's (within 1 level)."""
+    exact_resize: OpenCV's fixed-point bilinear bit for bit (slow) instead of torch's (within 1 level)."""
     if backend.lower() == "leveldb":
         raise DataError(f"--backend leveldb: {LEVELDB_HINT}")
     if backend.lower() != "lmdb":
@@ -114,6 +114,9 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     bar = _Progress(len(entries), log, progress)
     written, size0, skipped = 0, None, list(bad)
+    if height and not exact_resize:
+        import torch   # the fast resize's kernel: imported once, before forking, not once per worker
+        torch.set_num_threads(1)
     pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
     old_term = _term_as_interrupt()
     try:
