@@ -144,7 +144,8 @@ def main():
         for p in (ours_db, caffe_db):
             shutil.rmtree(p, ignore_errors=True)
         t_c, m_c, c_c = timed(["convert_imageset", *flags, img_dir, lst, caffe_db], caffe=True)
-        t_o, m_o, c_o = timed([sys.executable, "-m", "tools.convert_imageset", "--quiet", *flags, img_dir, lst, ours_db])
+        t_o, m_o, c_o = timed([sys.executable, "-m", "tools.convert_imageset", "--quiet", *flags, img_dir, lst,
+                               ours_db])
         rows.append((f"convert_imageset ({what})", args.n / t_o, args.n / t_c, m_o, m_c, c_o / args.n, c_c / args.n))
     mean_o, mean_c = os.path.join(WORK, "ours_mean.binaryproto"), os.path.join(WORK, "caffe_mean.binaryproto")
     t_c, m_c, c_c = timed(["compute_image_mean", os.path.join(WORK, "caffe_raw"), mean_c], caffe=True)

@@ -123,10 +123,13 @@ def worker(side, folder, iters):
     print(json.dumps(out))
 
 
-def run_side(side, folder, iters):
+def run_side(side, folder, iters, threads):
     args = [os.path.relpath(__file__, ROOT), "--worker", side, "--dir", folder, "--iters", str(iters)]
-    cmd = ([ORACLE, "python3"] if side == "caffe" else [sys.executable]) + args
-    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    env_vars = [f"{v}={threads}" for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")]
+    # the oracle starts from an empty environment: pass the thread settings through `env`
+    cmd = ([ORACLE, "env"] + env_vars + ["python3"] if side == "caffe" else [sys.executable]) + args
+    env = dict(os.environ, **dict(v.split("=") for v in env_vars))
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise SystemExit(f"{side} worker failed:\n{r.stderr[-3000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -137,6 +140,8 @@ def main():
     ap.add_argument("--iters", type=int, default=4)
     ap.add_argument("--worker", choices=["caffe", "ours"])
     ap.add_argument("--dir")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="OMP/OpenBLAS/MKL threads for both sides (default 1: stable on a shared machine)")
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args()
     if a.worker:
@@ -144,12 +149,13 @@ def main():
     rows = []
     for learn_all in (True, False):
         folder = prepare(learn_all)
-        c = run_side("caffe", folder, a.iters)
-        o = run_side("ours", folder, a.iters)
+        c = run_side("caffe", folder, a.iters, a.threads)
+        o = run_side("ours", folder, a.iters, a.threads)
         shutil.rmtree(folder, ignore_errors=True)
         rows.append(("all layers learning" if learn_all else "classifier only (learn_all=False)", c, o))
     lines = [f"## {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC: CaffeNet batch {BATCH}, 1 SGD iteration, "
-             f"CPU ({os.cpu_count()} cores, shared), {a.iters} timed iterations after 1 warm-up",
+             f"CPU ({os.cpu_count()} cores, shared), {a.threads} thread(s) per side, {a.iters} timed iterations after "
+             "1 warm-up",
              "", "| setting | Caffe ms/iter | recaffe ms/iter | speed ratio (Caffe/ours) | Caffe peak RSS MB | "
              "recaffe peak RSS MB | memory ratio (ours/Caffe) | recaffe backward ms |", "|---|---|---|---|---|---|---|---|"]
     for name, c, o in rows:

@@ -286,10 +286,12 @@ class Solver:
         self.optimizer.iteration = st.iter
 
     def load_weights(self, paths):
-        """-weights: each file (comma-separated) into the train net and every test net, in order."""
+        """-weights: each file (comma-separated) into the train net and every test net, in order. A file
+        that fills nothing of the train net is refused (another net's weights)."""
         for w in [w for w in str(paths).split(",") if w]:
-            for net in [self.net] + self.test_nets:
-                netsetup.load_checked(net, w)
+            netsetup.load_checked(self.net, w)
+            for net in self.test_nets:
+                net.load_weights(w)
 
 
 def _move_data_tops(net, device):

@@ -64,7 +64,8 @@ def _backward(net, device, record, bwd_times):
             continue
         _sync(device)
         t0 = time.perf_counter()
-        torch.autograd.backward(outs, gouts, inputs=[x for x in leaves if x.requires_grad] or None)
+        wanted = [x for x in leaves if x.requires_grad] + [p for p in s.layer.blobs if p.requires_grad]
+        torch.autograd.backward(outs, gouts, inputs=wanted or None)
         _sync(device)
         bwd_times[k] += time.perf_counter() - t0
         for name, x in zip(s.bottoms, leaves):

@@ -27,7 +27,8 @@ def records(path):
 
 @pytest.mark.parametrize("golden,kw", [("lmdb_raw", {}), ("lmdb_enc", {"encoded": True}),
                                         ("lmdb_gray", {"gray": True}),
-                                        ("lmdb_resized", {"resize_height": 13, "resize_width": 17, "exact_resize": True})])
+                                        ("lmdb_resized", {"resize_height": 13, "resize_width": 17,
+                                                          "exact_resize": True})])
 def test_convert_imageset_matches_caffe(tmp_path, golden, kw):
     out = str(tmp_path / "db")
     s = convert_imageset(IMAGES, LIST, out, workers=2 if golden == "lmdb_raw" else 1, progress=False, **kw)
@@ -45,6 +46,22 @@ def test_compute_image_mean_matches_caffe(tmp_path):
                     "--npy", str(tmp_path / "mean.npy")], cwd=ROOT, check=True, capture_output=True)
     assert out.read_bytes() == open(os.path.join(GOLDEN, "mean.binaryproto"), "rb").read()
     assert np.array_equal(np.load(tmp_path / "mean.npy"), ref)
+
+
+def test_mean_of_float_datums_is_float32_running_sum(tmp_path):
+    from netspec.data.datum import array_to_datum
+    from netspec.data.lmdb_io import LMDBWriter
+    rng = np.random.default_rng(3)
+    arrs = [rng.integers(0, 256, (1, 2, 3)).astype(np.uint8) for _ in range(3)]
+    arrs += [(rng.random((1, 2, 3)) * 1000).astype(np.float32) for _ in range(3)]
+    with LMDBWriter(str(tmp_path / "db")) as w:
+        for i, a in enumerate(arrs):
+            w.put("%08d" % i, array_to_datum(a).SerializeToString())
+    acc = np.zeros((1, 2, 3), np.float32)
+    for a in arrs:
+        acc += a
+    mean, count = compute_image_mean(str(tmp_path / "db"), workers=1)
+    assert count == 6 and np.array_equal(mean, acc / np.float32(6))
 
 
 def test_resize_within_one_level_of_caffe():
@@ -75,14 +92,16 @@ def test_cli_flag_spellings(tmp_path):
     a, b = str(tmp_path / "a"), str(tmp_path / "b")
     env = dict(os.environ, PYTHONPATH=ROOT)
     for db, flags in [(a, ["-resize_height=13", "-resize_width=17", "-exact_resize"]),
-                      (b, ["--resize_height", "13", "--resize_width", "17", "--workers", "1", "--quiet", "--exact_resize=true"])]:
+                      (b, ["--resize_height", "13", "--resize_width", "17", "--workers", "1", "--quiet",
+                           "--exact_resize=true"])]:
         r = subprocess.run([sys.executable, "-m", "tools.convert_imageset", *flags, IMAGES, LIST, db], cwd=ROOT,
                            env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert "wrote 8 images" in r.stderr
     assert records(a) == records(b) == records(os.path.join(GOLDEN, "lmdb_resized"))
     from tools.convert_imageset import parser
-    a = parser().parse_args(["-gray", "--nogray", "-shuffle=true", "--encode_type", "png", "--skip-bad", "r/", "l", "d"])
+    a = parser().parse_args(["-gray", "--nogray", "-shuffle=true", "--encode_type", "png", "--skip-bad",
+                             "r/", "l", "d"])
     assert (a.gray, a.shuffle, a.encode_type, a.skip_bad, a.db) == (False, True, "png", True, "d")
 
 
@@ -141,6 +160,23 @@ def test_bad_lines_skipped_and_counted(tmp_path):
     s = convert_imageset(IMAGES, str(lst), str(tmp_path / "db"), workers=1, progress=False, skip_bad=True)
     assert s["written"] == 2 and len(s["skipped"]) == 2
     assert [parse_datum(v).label for _, v in records(str(tmp_path / "db"))] == [0, 4]
+
+
+def test_encode_type_reencodes_and_check_size(tmp_path):
+    out = str(tmp_path / "png")
+    convert_imageset(IMAGES, LIST, out, encode_type="png", workers=1, progress=False)
+    raw = records(os.path.join(GOLDEN, "lmdb_raw"))
+    for (k, v), (k2, v2) in zip(records(out), raw):
+        d = parse_datum(v)
+        assert k == k2 and d.encoded and d.data[:4] == b"\x89PNG"   # 1.0: --encode_type always re-encodes
+        assert np.array_equal(datum_to_array(d, "color"), datum_to_array(parse_datum(v2)))   # lossless
+    from PIL import Image
+    Image.new("RGB", (5, 4)).save(tmp_path / "small.png")
+    lst = tmp_path / "list.txt"
+    lst.write_text("img_0.png 0\n%s/small.png 1\n" % os.path.relpath(tmp_path, IMAGES))
+    with pytest.raises(DataError, match=r"list.txt:2: .*datum of 60 bytes, the first had 1311"):
+        convert_imageset(IMAGES, str(lst), str(tmp_path / "db"), check_size=True, workers=1, progress=False)
+    assert not os.path.exists(tmp_path / "db")
 
 
 def test_corrupt_and_missing_lmdb(tmp_path):

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from protos.io import read_net
 from solver import optim, policies
 from solver.netsetup import read_solver_param
 from solver.solver import Solver

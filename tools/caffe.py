@@ -1,6 +1,5 @@
 """``caffe`` command line: ``python -m tools.caffe train|test|time|device_query [flags]`` (installed as
 ``recaffe``). See solver/cli.py for the verbs and flags (Caffe's tools/caffe.cpp)."""
-import sys
 
 from solver.cli import main as _main, run
 

@@ -22,7 +22,7 @@ def parser():
     p = FlagParser(prog="compute_image_mean", description="Compute the mean image of an LMDB of Datums.")
     p.add_flag("backend", "lmdb", str, "database backend (lmdb)")
     p.add_flag("npy", "", str, "also write the mean as a (C, H, W) .npy file")
-    p.add_flag("workers", None, int, "decoding processes for encoded datums (default: min(4, cores))")
+    p.add_flag("workers", None, int, "decoding threads for encoded datums (default: min(4, cores))")
     p.add_argument("input_db", metavar="INPUT_DB")
     p.add_argument("output", metavar="OUTPUT_FILE", nargs="?")
     return p

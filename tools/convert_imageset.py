@@ -4,9 +4,9 @@
 
 Caffe's flags (``-flag=value``, ``--flag value``, ``--noflag``): --gray --shuffle --backend
 --resize_width --resize_height --check_size --encoded --encode_type; ours: --skip-bad (skip and count
-unreadable images and malformed lines instead of stopping), --workers N (decoding processes),
+unreadable images and malformed lines instead of stopping), --workers N (decoding threads),
 --seed N (for --shuffle), --quiet (no progress bar), --exact_resize (OpenCV's bilinear bit for bit,
-~15x slower resizing; by default torch's bilinear kernel, within 1 grey level of Caffe's resize). The
+~5x slower resizing; by default PIL's bilinear affine map, within 1 grey level of Caffe's resize). The
 database is built next to DB_NAME and renamed into place when complete.
 """
 import os
@@ -30,7 +30,7 @@ def parser():
     p.add_flag("encoded", False, bool, "store the encoded image in the datum")
     p.add_flag("encode_type", "", str, "re-encode images as this type (png, jpg, ...)")
     p.add_flag("skip-bad", False, bool, "skip (and count) unreadable images and malformed lines")
-    p.add_flag("workers", None, int, "decoding processes (default: min(4, cores))")
+    p.add_flag("workers", None, int, "decoding threads (default: min(4, cores))")
     p.add_flag("seed", None, int, "seed for --shuffle")
     p.add_flag("quiet", False, bool, "no progress bar")
     p.add_flag("exact_resize", False, bool, "resize bit-exactly as OpenCV (slower)")

@@ -7,16 +7,18 @@ original file bytes when Caffe 1.0 would store them verbatim (encoding requested
 type guessed from the file extension; the file is checked by parsing its header, not decoded --
 OpenCV too accepts truncated JPEGs), otherwise the decoded (resized) image re-encoded (PIL here,
 OpenCV's imencode in Caffe: same pixels for PNG, not byte-identical for JPEG). Decoding, resizing and
-serialising run in worker processes (ordered), the LMDB is written by the parent, atomically.
-Resizing uses torch's uint8 bilinear kernel unless ``exact_resize`` (see netspec.data.image.resize).
+serialising run in a pool of threads (PIL's decoders and resampling release the GIL; threads cost
+less CPU and memory than processes here, as nothing is pickled), results in list order; the LMDB is
+written by the calling thread, atomically.
+Resizing uses PIL's bilinear affine map unless ``exact_resize`` (see netspec.data.image.resize).
 """
 import functools
-import multiprocessing as mp
 import os
 import signal
 import sys
 import threading
 import time
+from multiprocessing.pool import ThreadPool
 
 import numpy as np
 
@@ -96,7 +98,7 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
                      check_size=False, encoded=False, encode_type="", backend="lmdb", skip_bad=False,
                      workers=None, seed=None, progress=True, log=sys.stderr, exact_resize=False):
     """Write the LMDB; returns a summary dict (written, skipped, bad lines, seconds).
-    exact_resize: OpenCV's fixed-point bilinear bit for bit (slow) instead of torch's (within 1 level)."""
+    exact_resize: OpenCV's fixed-point bilinear bit for bit (slow) instead of PIL's (within 1 level)."""
     if backend.lower() == "leveldb":
         raise DataError(f"--backend leveldb: {LEVELDB_HINT}")
     if backend.lower() != "lmdb":
@@ -114,10 +116,7 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     bar = _Progress(len(entries), log, progress)
     written, size0, skipped = 0, None, list(bad)
-    if height and not exact_resize:
-        import torch   # the fast resize's kernel: imported once, before forking, not once per worker
-        torch.set_num_threads(1)
-    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
+    pool = ThreadPool(workers) if workers > 1 else None
     old_term = _term_as_interrupt()
     try:
         results = pool.imap(job, enumerate(entries), chunksize=8) if pool else map(job, enumerate(entries))
@@ -156,28 +155,51 @@ def _decode_value(db_name, item):
 
 
 def compute_image_mean(db_name, workers=None, backend="lmdb"):
-    """Element-wise mean of all datums (float32 running sum in key order, then / count, as Caffe)."""
+    """Element-wise mean of all datums, as Caffe: a float32 running sum in key order, then / count.
+
+    While every partial sum is an integer below 2**24 (uint8 data, count * 255 < 2**24) float32 adds
+    are exact, so summing in integers (in chunks, much faster) gives Caffe's float32 sum bit for bit;
+    otherwise the sum is accumulated in float32 one datum at a time, in Caffe's order."""
     if backend.lower() == "leveldb":
         raise DataError(f"--backend leveldb: {LEVELDB_HINT}")
     reader = LMDBReader(db_name)
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     first = parse_datum(reader.get(0), f"{db_name}: key {reader.keys[0].decode(errors='replace')!r}")
-    pool = mp.get_context("fork").Pool(workers) if workers > 1 and first.encoded else None
-    acc, count, shape0 = None, 0, None
+    pool = ThreadPool(workers) if workers > 1 and first.encoded else None
+    exact_int = len(reader) * 255 < (1 << 24) and (first.encoded or len(first.data) > 0)
+    acc, count, shape0, chunk = None, 0, None, []
+
+    def flush():
+        nonlocal acc
+        if chunk:
+            part = np.stack(chunk).sum(axis=0, dtype=np.int64)
+            acc = part if acc is None else acc + part
+            chunk.clear()
     try:
         decode = functools.partial(_decode_value, db_name)
         it = pool.imap(decode, reader.items(), chunksize=16) if pool else map(decode, reader.items())
         for key, arr in it:
-            if acc is None:
-                shape0, acc = arr.shape, np.zeros(arr.shape, np.float32)
+            if shape0 is None:
+                shape0 = arr.shape
+                if not exact_int:
+                    acc = np.zeros(arr.shape, np.float32)
             elif arr.shape != shape0:
                 raise DataError(f"{db_name}: key {key.decode(errors='replace')!r}: datum of shape {arr.shape}, "
                                 f"the first has {shape0}; compute_image_mean needs one size")
-            acc += arr
+            if exact_int and arr.dtype != np.uint8:   # float_data datum: Caffe's float32 path from here
+                flush()
+                acc = np.zeros(shape0, np.float32) if acc is None else acc.astype(np.float32)
+                exact_int = False
+            if exact_int:
+                chunk.append(arr)
+                if len(chunk) == 64:
+                    flush()
+            else:
+                acc += arr
             count += 1
+        flush()
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
-    mean = acc / np.float32(count)
-    return mean.astype(np.float32), count
+    return (acc.astype(np.float32) / np.float32(count)).astype(np.float32), count

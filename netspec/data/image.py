@@ -1,4 +1,5 @@
-"""Image decoding and resizing as Caffe does them through OpenCV (src/caffe/util/io.cpp), with PIL/torch.
+"""Image decoding and resizing as Caffe does them through OpenCV (src/caffe/util/io.cpp), with PIL
+and numpy.
 
 Caffe keeps images as uint8 **BGR**, channel-major (C x H x W) once in a Datum. Decoding:
 
@@ -13,10 +14,11 @@ Caffe keeps images as uint8 **BGR**, channel-major (C x H x W) once in a Datum. 
 Resize (``cv::resize`` INTER_LINEAR): OpenCV's fixed-point bilinear re-done in numpy (half-pixel
 mapping, clamped edges, 11-bit weights, its SIMD rounding of the vertical pass). It matches Caffe's
 resize exactly when shrinking; when enlarging, the clamped first/last rows may differ by 1 level. Not
-reproduced: OpenCV's INTER_AREA shortcut for exact 2x shrinking. ``exact=False`` uses torch's uint8
-bilinear kernel instead (same mapping, ~15x faster, within 1 level of OpenCV on ~20% of the pixels
-when shrinking 2x; PIL's Image.resize is no substitute, it antialiases): convert_imageset's default,
-as a one-off conversion is where the time goes. Bounds: tests/test_data_tools.py.
+reproduced: OpenCV's INTER_AREA shortcut for exact 2x shrinking. ``exact=False`` uses PIL's affine
+transform with bilinear sampling instead (same mapping, ~5x faster, within 1 level of OpenCV on about
+a third of the pixels; PIL's Image.resize is no substitute, it antialiases when shrinking):
+convert_imageset's default, as a one-off conversion is where the time goes. Bounds:
+tests/test_data_tools.py.
 """
 import io
 
@@ -89,7 +91,7 @@ def _palette_is_gray(img):
 
 def read_image(path, mode=COLOR, height=0, width=0, exact_resize=True):
     """Read an image file as Caffe's ReadImageToCVMat: decode, then resize if height and width > 0
-    (exact_resize: OpenCV's fixed point, else torch's bilinear kernel; see ``resize``)."""
+    (exact_resize: OpenCV's fixed point, else PIL's bilinear affine map; see ``resize``)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -99,22 +101,16 @@ def read_image(path, mode=COLOR, height=0, width=0, exact_resize=True):
     if height > 0 and width > 0 and (img.height, img.width) != (height, width):
         if exact_resize:
             return resize(pil_to_chw(img), height, width)
-        arr = _pil_bilinear(img, height, width)
-        return arr[None] if arr.ndim == 2 else arr[:, :, ::-1].transpose(2, 0, 1)
+        img = _pil_bilinear(img, height, width)
     return pil_to_chw(img)
 
 
 def _pil_bilinear(img, height, width):
-    """The fast bilinear resize of a PIL "L"/"RGB" image, returned as an HWC (or HW) uint8 array:
-    torch's uint8 bilinear kernel (align_corners=False, no antialiasing: OpenCV's half-pixel mapping
-    and edge clamping, its own rounding)."""
-    import torch   # imported here: only resizing needs it (convert_imageset imports it before forking)
-    import torch.nn.functional as F
-    arr = np.array(img)   # writable, as torch.from_numpy wants
-    t = torch.from_numpy(arr[:, :, None] if arr.ndim == 2 else arr).permute(2, 0, 1)[None]
-    out = F.interpolate(t, size=(height, width), mode="bilinear", align_corners=False, antialias=False)
-    out = out[0].permute(1, 2, 0).numpy()
-    return out[:, :, 0] if arr.ndim == 2 else out
+    """The fast bilinear resize of a PIL "L"/"RGB" image: PIL's affine transform with bilinear
+    sampling maps output pixel centres as OpenCV does (source = scale * (x + 0.5) - 0.5, clamped),
+    computed in double and rounded (no antialiasing, unlike Image.resize)."""
+    return img.transform((width, height), Image.AFFINE, (img.width / width, 0, 0, 0, img.height / height, 0),
+                         resample=Image.BILINEAR)
 
 
 def _linear_taps(src, dst):
@@ -138,13 +134,13 @@ def resize(chw, height, width, exact=True):
 
     exact=True: OpenCV's INTER_LINEAR fixed point (horizontal taps to 11-bit ints, then the vertical
     pass rounded as OpenCV's SIMD path does); ~15-25 ms for a 500x500 colour image in numpy.
-    exact=False: torch's uint8 bilinear kernel (same half-pixel mapping, its own fixed-point rounding),
-    ~1 ms; within 1 level of OpenCV (tests/test_data_tools.py bounds it)."""
+    exact=False: PIL's bilinear affine map (same half-pixel mapping, exact arithmetic then rounded),
+    ~3 ms; within 1 level of OpenCV (tests/test_data_tools.py bounds it)."""
     if chw.shape[1] == height and chw.shape[2] == width:
         return chw
     if not exact:
-        out = _pil_bilinear(Image.fromarray(np.ascontiguousarray(chw[0] if chw.shape[0] == 1 else
-                                                                 chw.transpose(1, 2, 0))), height, width)
+        img = Image.fromarray(np.ascontiguousarray(chw[0] if chw.shape[0] == 1 else chw.transpose(1, 2, 0)))
+        out = np.asarray(_pil_bilinear(img, height, width))
         return out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
     x0, x1, a0, a1 = _linear_taps(chw.shape[2], width)
     y0, y1, b0, b1 = _linear_taps(chw.shape[1], height)

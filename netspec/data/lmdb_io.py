@@ -2,7 +2,9 @@
 
 Reading: records in key order (LMDB's byte-wise order, what Caffe's cursor walks), the environment
 opened read-only, without locking and without readahead, so that any number of worker processes can
-read it at once; a process opens its own handle lazily (handles must not cross ``fork``).
+read it at once; a process opens its own handle lazily (handles must not cross ``fork``). The keys
+are listed once when a reader is made (random access by record index, any worker; about a second and
+~100 bytes per record for an ImageNet-sized database).
 
 Writing (``LMDBWriter``): the database is built in a temporary directory next to the target and
 renamed into place when complete, so a failure or an interrupt never leaves a half-written database

@@ -1,4 +1,5 @@
-"""Fast feeding: batches are read, decoded, cropped and mirrored (uint8) in worker processes.
+"""Fast feeding: batches are read, decoded, cropped and mirrored (uint8) in worker threads or
+processes.
 
 ``BatchMaker`` turns a batch index into the batch (its records, uint8 crops, labels and the crop /
 mirror plan per sample); it is a pure function of (source, seed, batch index), so any number of
@@ -8,7 +9,8 @@ between processes -- shipping a float batch through shared memory cost more than
 through a ``torch.utils.data.DataLoader`` in worker processes (``batch_size=None``: one item = one
 batch) with pinned memory, for a GPU consumer. The float conversion, mean and scale
 (``DataTransformer.finish``) happen once per batch on the consumer's GPU (workers ship uint8, a
-quarter of the bytes), or, for a CPU consumer, in the workers (the consumer's own cores are busy).
+quarter of the bytes), or, for a CPU consumer, in the workers, straight from the crop views.
+``RECAFFE_DATA_WORKERS`` sets the default worker count (0: everything in the calling thread).
 
 Record order follows Caffe: record p of the stream is ``order[p mod n]``, continuing across the end
 of the source (src/caffe/layers/base_data_layer.cpp, data_layer.cpp, image_data_layer.cpp). With
@@ -32,6 +34,9 @@ def default_workers():
 
 
 class BatchMaker(Dataset):
+    """Batch b of the stream: (data, labels, plans); data uint8 crops, or finished float32 with
+    plans None when ``finish_here``."""
+
     def __init__(self, source, transformer, batch_size, seed, shuffle=False, skip=0):
         self.source, self.tf = source, transformer
         self.batch_size, self.seed = int(batch_size), int(seed)
@@ -53,10 +58,12 @@ class BatchMaker(Dataset):
         return out
 
     def _order(self, epoch):
-        if epoch not in self._perm:
-            rng = np.random.default_rng([self.seed, 1, epoch])
-            self._perm = {epoch: rng.permutation(len(self.source))}
-        return self._perm[epoch]
+        """The record order of pass ``epoch`` (one cached; safe to call from several threads)."""
+        perm = self._perm.get((self.seed, epoch))
+        if perm is None:
+            perm = np.random.default_rng([self.seed, 1, epoch]).permutation(len(self.source))
+            self._perm = {(self.seed, epoch): perm}
+        return perm
 
     def __getitem__(self, b):
         idx = self.indices(b)

@@ -4,10 +4,12 @@ Caffe sources: src/caffe/layers/data_layer.cpp, base_data_layer.cpp, image_data_
 hdf5_data_layer.cpp, hdf5_output_layer.cpp, memory_data_layer.cpp. Data layers have no bottoms, are
 called with no arguments and return their tops; top shapes come from the first record (first batch),
 as Caffe's DataLayerSetUp does. Data and ImageData feed through netspec.data.loader (worker
-processes, prefetch); their augmentation seed is drawn from torch's global generator when the layer
-is built (so ``torch.manual_seed(random_seed)`` before building makes a run reproducible), or set
+threads, or processes for a GPU consumer; prefetch); their augmentation seed is drawn from torch's
+global generator when the layer is built (so ``torch.manual_seed(random_seed)`` before building makes a run reproducible), or set
 ``layer.seed`` / ``layer.num_workers`` before the first forward.
 """
+import os
+
 import numpy as np
 import torch
 
@@ -22,7 +24,7 @@ from .registry import register
 
 
 class _FeedLayer(Layer):
-    """Shared machinery of Data and ImageData: a BatchMaker fed through worker processes."""
+    """Shared machinery of Data and ImageData: a BatchMaker run by a Feeder (netspec.data.loader)."""
     exact_bottoms = 0
     is_data = True
 
@@ -33,18 +35,21 @@ class _FeedLayer(Layer):
         self.seed = int(torch.randint(0, 2 ** 62, ()).item())
         self.num_workers = None
         self.prefetch = max(1, int(prefetch))
-        self._maker = BatchMaker(source, self.tf, batch_size, 0, shuffle, skip)
+        self._maker = BatchMaker(source, self.tf, batch_size, self.seed, shuffle, skip)
         first = source.load(self._maker.indices(0)[0])[0]
         self.tf.check_source_shape(first.shape)
         self.top_shapes = [(batch_size,) + self.tf.out_shape(first.shape), (batch_size,)][:len(self.lp.top)]
         self.register_buffer("_device_probe", torch.empty(0), persistent=False)
         self._feeder = None
+        self._next_batch = 0   # batches served so far: a restarted feeder continues from here
 
     def forward(self):
         if self._feeder is None:
             self._maker.seed = self.seed
-            self._feeder = Feeder(self._maker, self.num_workers, self.prefetch, self._device_probe.device)
+            self._feeder = Feeder(self._maker, self.num_workers, self.prefetch, self._device_probe.device,
+                                  start=self._next_batch)
         data, labels = next(self._feeder)
+        self._next_batch += 1
         return [data, labels][:len(self.lp.top)]
 
     def close(self):
@@ -69,13 +74,13 @@ class Data(_FeedLayer):
         p = lp.data_param
         if not p.source:
             raise self.error("data_param.source is empty; give the path of an LMDB")
-        import os
         is_lmdb = os.path.exists(os.path.join(p.source, "data.mdb")) or os.path.isfile(p.source)
         if p.backend == caffe_pb2.DataParameter.LEVELDB and not is_lmdb:
             raise DataError(f"layer '{self.name}': source {p.source}: {LEVELDB_HINT}")
         tp = lp.transform_param
         color = "color" if tp.force_color else "gray" if tp.force_gray else None
-        # Caffe 1.0's DataLayer reads from the first key and ignores rand_skip.
+        # Caffe 1.0's DataLayer reads from the first key and ignores rand_skip. backend LEVELDB (the
+        # default) is accepted when the source is in fact an LMDB: what the user has is readable.
         self._setup_feed(LMDBSource(p.source, color), int(p.batch_size), p.prefetch)
 
 

@@ -87,15 +87,14 @@ def make_goldens():
                         ("lmdb_resized", ["--resize_height=13", "--resize_width=17"])]:
         shutil.rmtree(os.path.join(GOLDEN, name), ignore_errors=True)
         run("convert_imageset", *flags, img_dir + "/", lst, os.path.join(GOLDEN, name))
-        os.unlink(os.path.join(GOLDEN, name, "lock.mdb"))  # not needed to read; keeps the golden stable
     mean = os.path.join(GOLDEN, "mean.binaryproto")
     run("compute_image_mean", os.path.join(GOLDEN, "lmdb_raw"), mean)
     rel = os.path.relpath(GOLDEN, os.getcwd())
     cases = {
         "raw_meanfile": data_layer(rel + "/lmdb_raw", 3, 'crop_size: 15 mean_file: "%s/mean.binaryproto" '
                                    'scale: 0.5' % rel),
-        "enc_meanfile": data_layer(rel + "/lmdb_enc", 3, 'force_color: true crop_size: 15 mean_file: "%s/mean.binaryproto" '
-                                   'scale: 0.5' % rel),
+        "enc_meanfile": data_layer(rel + "/lmdb_enc", 3, 'force_color: true crop_size: 15 '
+                                   'mean_file: "%s/mean.binaryproto" scale: 0.5' % rel),
         "raw_meanvalue": data_layer(rel + "/lmdb_raw", 5, "crop_size: 16 mean_value: 104 mean_value: 117 "
                                     "mean_value: 123 scale: 0.017"),
         "raw_nocrop_single_mean": data_layer(rel + "/lmdb_raw", 3, "mean_value: 100"),
@@ -121,6 +120,10 @@ def make_goldens():
             out["%s_data_%d" % (cid, k)] = d.astype(np.float32)
             out["%s_label_%d" % (cid, k)] = l.astype(np.float32)
     np.savez_compressed(os.path.join(GOLDEN, "data_layers.npz"), **out)
+    for name in ("lmdb_raw", "lmdb_enc", "lmdb_gray", "lmdb_resized"):   # made again by Caffe's readers
+        lock = os.path.join(GOLDEN, name, "lock.mdb")
+        if os.path.exists(lock):
+            os.unlink(lock)
 
 
 def check_ours(folder):
