@@ -7,6 +7,7 @@ statistics feeds a Scale on the same blob, in place (so the normalised blob is n
 beta; the statistics get none, as in Caffe) in one pass instead of two. The layers' own modules are
 then not called (their forward hooks do not fire); set ``net.fuse_bn_scale = False`` to run them.
 """
+import torch
 import torch.nn.functional as F
 
 from .layers import caffe_math as cm
@@ -31,8 +32,13 @@ def plan(net):
 
 
 def bn_scale(bn, scale, x):
-    """The fused forward of a planned BatchNorm + Scale pair."""
+    """The fused forward of a planned BatchNorm + Scale pair. The effective statistics (blob * 1/factor)
+    are cached on the BatchNorm module until one of its blobs changes (tensor version counters)."""
     mean, var, factor = bn.blobs
-    f = cm.batchnorm_scale_factor(factor.detach())
-    return F.batch_norm(x, mean.detach() * f, var.detach() * f, scale.blobs[0], scale.blobs[1],
-                        training=False, eps=bn.eps)
+    key = tuple((t._version, t.data_ptr()) for t in (mean, var, factor))
+    cached = getattr(bn, "_fused_stats", None)
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            f = cm.batchnorm_scale_factor(factor.detach())
+            cached = bn._fused_stats = (key, mean.detach() * f, var.detach() * f)
+    return F.batch_norm(x, cached[1], cached[2], scale.blobs[0], scale.blobs[1], training=False, eps=bn.eps)

@@ -366,3 +366,26 @@ def test_retain_blob_grads_gives_blob_diffs():
     net(x=X)
     net.backward()
     torch.testing.assert_close(net.blobs["h"].grad, net.blobs["h"].detach())   # d(0.5 h^2)/dh = h
+
+
+def test_fused_batchnorm_scale_follows_blob_changes():
+    text = ('layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 2 dim: 2 } } }\n'
+            'layer { name: "bn" type: "BatchNorm" bottom: "x" top: "x" batch_norm_param { use_global_stats: true } }\n'
+            'layer { name: "sc" type: "Scale" bottom: "x" top: "x" scale_param { bias_term: true } }')
+    net = Net(text)
+    assert net._steps[1].fuse
+    x = torch.randn(2, 3, 2, 2)
+    with torch.no_grad():
+        for p, v in zip(net.params["bn"], ([1.0, 2.0, 3.0], [2.0, 4.0, 8.0], [2.0])):
+            p.copy_(torch.tensor(v))
+    ref = lambda: ((x - torch.tensor([0.5, 1, 1.5]).view(1, 3, 1, 1)) /  # noqa: E731
+                   torch.sqrt(torch.tensor([1.0, 2, 4]).view(1, 3, 1, 1) + 1e-5))
+    torch.testing.assert_close(net(x=x)["x"], ref())
+    with torch.no_grad():
+        net.params["bn"][2].fill_(1.0)       # a changed scale factor must not reuse cached statistics
+        net.params["sc"][0].fill_(2.0)
+    torch.testing.assert_close(net(x=x)["x"], 2 * (x - torch.tensor([1.0, 2, 3]).view(1, 3, 1, 1)) /
+                               torch.sqrt(torch.tensor([2.0, 4, 8]).view(1, 3, 1, 1) + 1e-5))
+    net.fuse_bn_scale = False
+    torch.testing.assert_close(net(x=x)["x"], 2 * (x - torch.tensor([1.0, 2, 3]).view(1, 3, 1, 1)) /
+                               torch.sqrt(torch.tensor([2.0, 4, 8]).view(1, 3, 1, 1) + 1e-5))
