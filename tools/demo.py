@@ -44,8 +44,8 @@ class Regime:
 
 def _prepare_data(out, quick):
     from tools import demo_data
-    per = dict(source_train=60 if quick else 120, source_test=20 if quick else 30,
-               target_train=10 if quick else 10, target_test=30 if quick else 40)
+    per = dict(source_train=20 if quick else 120, source_test=10 if quick else 30,
+               target_train=10, target_test=10 if quick else 40)
     lists = {}
     t0 = time.time()
     for key, n in per.items():
@@ -148,8 +148,8 @@ def main(argv=None):
     dbs, mean, per = _prepare_data(out, q)
 
     # -- 3. pretrain on the source task ------------------------------------------------------------
-    pre_iters = 120 if q else 500
-    tr, te = _write_nets(out, dbs, mean, "source", 10, "fc8", True, 50)
+    pre_iters = 20 if q else 500
+    tr, te = _write_nets(out, dbs, mean, "source", 10, "fc8", True, 20 if q else 50)
     s = _solver(out, "source", tr, te, 0.01, pre_iters, per["source_test"] * 10 // 50)
     source = Regime("source pretrain")
     _say(f"[3/5] pretraining on the 10-class source task ({pre_iters} iterations)")
@@ -158,7 +158,7 @@ def main(argv=None):
     s.net.save_weights(pretrained)
 
     # -- 4. target regimes ------------------------------------------------------------------------
-    ft_iters = 60 if q else 200
+    ft_iters = 9 if q else 200
     test_iter = per["target_test"] * 5 // 50
     _say(f"[4/5] target task: 5 classes, {per['target_train'] * 5} training images; {ft_iters} iterations a regime")
     regimes = []

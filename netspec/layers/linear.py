@@ -2,6 +2,10 @@
 
 All are single matrix products or broadcasts, so autograd's gradient is Caffe's. Embed gives no
 gradient to its index bottom (Caffe aborts if asked for one).
+
+InnerProduct's weight gradient is accumulated straight into the weight's persistent ``.grad`` (one GEMM
+with beta 1, as Caffe's Backward_cpu accumulates into the weight diff), rather than autograd's fresh
+151 MB buffer per step for CaffeNet's fc6; the numbers are autograd's, bit for bit.
 """
 import torch
 import torch.nn.functional as F
@@ -40,11 +44,51 @@ class InnerProduct(Layer):
         x2 = x.reshape(-1, self.K)
         w = self.blobs[0]
         b = self.blobs[1] if self.bias_term else None
-        if self.transpose:
-            y = torch.addmm(b, x2, w) if b is not None else x2 @ w
+        if w.requires_grad and w.is_leaf and torch.is_grad_enabled():
+            y = _InnerProductFn.apply(x2, w, b, self.transpose)
         else:
-            y = F.linear(x2, w, b)
+            y = _inner_product(x2, w, b, self.transpose)
         return [y.reshape(self.top_shapes[0])]
+
+
+def _inner_product(x2, w, b, transpose):
+    if transpose:
+        return torch.addmm(b, x2, w) if b is not None else x2 @ w
+    return F.linear(x2, w, b)
+
+
+class _InnerProductFn(torch.autograd.Function):
+    """Autograd's linear/addmm with the weight gradient written into ``w.grad`` in place: ``mm(out=)``
+    into a fresh ``.grad``, ``addmm_`` onto an existing one (a zeroed buffer kept by the solver, or a
+    shared weight's other uses). Page-faulting a new buffer every step made CaffeNet's fc6 weight
+    gradient 4x slower than the GEMM. Under ``create_graph`` (grad mode on in backward) the gradient
+    goes back through autograd as usual. Hooks registered on the weight do not see this gradient."""
+
+    @staticmethod
+    def forward(ctx, x2, w, b, transpose):
+        ctx.save_for_backward(x2, w)
+        ctx.transpose, ctx.weight = transpose, w
+        return _inner_product(x2, w, b, transpose)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2, w = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        dx = dw = db = None
+        if need_x:
+            dx = dy.mm(w.t()) if ctx.transpose else dy.mm(w)
+        if need_b:
+            db = dy.sum(0)
+        if need_w:
+            a, m = (x2.t(), dy) if ctx.transpose else (dy.t(), x2)
+            p = ctx.weight
+            if torch.is_grad_enabled():
+                dw = a.mm(m)
+            elif p.grad is None:
+                p.grad = torch.mm(a, m)
+            else:
+                p.grad.addmm_(a, m)
+        return dx, dw, db, None
 
 
 @register("Embed")

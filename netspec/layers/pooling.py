@@ -124,7 +124,9 @@ class Pooling(Layer):
 
     def _max(self, x):
         want_mask = len(self.lp.top) == 2
-        if self.fast:
+        if self.fast and x.requires_grad and torch.is_grad_enabled():
+            y, idx = _MaxPoolFn.apply(x, self)
+        elif self.fast:
             r = F.max_pool2d(self._cl(x), self.kernel, self.stride, self.pad, ceil_mode=self.ceil_mode,
                              return_indices=want_mask)
             y, idx = (self._crop(r[0]), self._crop(r[1])) if want_mask else (self._crop(r), None)
@@ -165,6 +167,31 @@ class Pooling(Layer):
         thres = torch.rand(csum[:, :, :1].shape, dtype=x.dtype, device=x.device) * csum[:, :, -1:]
         pick = (csum >= thres).to(torch.uint8).argmax(2, keepdim=True)
         return cols.gather(2, pick).reshape((N, C) + self.out)
+
+
+class _MaxPoolFn(torch.autograd.Function):
+    """MAX pooling (fast path) whose backward scatters the top diff to the argmax cells of the NCHW
+    bottom diff, summing where windows overlap, in output row-major order as Caffe's
+    MaxPoolBackward does. Autograd's own backward would run through the channels-last copy and the
+    crop, three extra copies of the bottom-sized diff. Returns (top, argmax plane index)."""
+
+    @staticmethod
+    def forward(ctx, x, layer):
+        y, idx = F.max_pool2d(layer._cl(x), layer.kernel, layer.stride, layer.pad, ceil_mode=layer.ceil_mode,
+                              return_indices=True)
+        y, idx = layer._crop(y), layer._crop(idx)
+        ctx.save_for_backward(idx)
+        ctx.in_shape = x.shape
+        ctx.mark_non_differentiable(idx)
+        return y, idx
+
+    @staticmethod
+    def backward(ctx, dy, _didx):
+        idx, = ctx.saved_tensors
+        n, c, h, w = ctx.in_shape
+        dx = dy.new_zeros((n, c, h * w))
+        dx.scatter_add_(2, idx.reshape(n, c, -1), dy.reshape(n, c, -1))
+        return dx.view(n, c, h, w), None
 
 
 @register("SPP")
