@@ -7,7 +7,9 @@ lr_mult 0, as the BVLC fine-tuning notebook's ``learn_all=False``). The net is t
 CaffeNet deploy prototxt with gaussian fillers, an Input label and SoftmaxWithLoss; each side runs in
 its own process (Caffe's through the oracle: pycaffe, ``solver.step(1)`` on fed blobs; ours: the
 recaffe Solver fed the same way), one warm-up iteration then ``--iters`` timed ones; peak memory is the
-process's maximum resident set size. Prints a table and ratios and appends it, dated, to
+process's maximum resident set size. Wall time (mean and best iteration) and process CPU time
+are both reported: on a shared machine CPU time is the steadier comparison at 1 thread. Prints a
+table and ratios and appends it, dated, to
 bench/results_solver.md.
 """
 import argparse
@@ -103,12 +105,15 @@ def worker(side, folder, iters):
         def step():
             solver.step(1)
     step()   # warm-up
-    t0 = time.perf_counter()
+    walls, cpus = [], []
     for _ in range(iters):
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
-    ms = (time.perf_counter() - t0) * 1e3 / iters
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    out = {"ms": ms, "rss_mb": rss}
+    out = {"ms": sum(walls) * 1e3 / iters, "min_ms": min(walls) * 1e3, "cpu_ms": sum(cpus) * 1e3 / iters,
+           "rss_mb": rss}
     if side == "ours":   # the backward pass alone: a frozen prefix should cost none
         import torch
         net, bwd = solver.net, 0.0
@@ -146,7 +151,7 @@ def main():
     a = ap.parse_args()
     if a.worker:
         return worker(a.worker, a.dir, a.iters)
-    rows = []
+    rows, load = [], os.getloadavg()[0]
     for learn_all in (True, False):
         folder = prepare(learn_all)
         c = run_side("caffe", folder, a.iters, a.threads)
@@ -155,11 +160,14 @@ def main():
         rows.append(("all layers learning" if learn_all else "classifier only (learn_all=False)", c, o))
     lines = [f"## {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC: CaffeNet batch {BATCH}, 1 SGD iteration, "
              f"CPU ({os.cpu_count()} cores, shared), {a.threads} thread(s) per side, {a.iters} timed iterations after "
-             "1 warm-up",
-             "", "| setting | Caffe ms/iter | recaffe ms/iter | speed ratio (Caffe/ours) | Caffe peak RSS MB | "
-             "recaffe peak RSS MB | memory ratio (ours/Caffe) | recaffe backward ms |", "|---|---|---|---|---|---|---|---|"]
+             f"1 warm-up, load average at start {load:.1f}",
+             "", "| setting | Caffe ms/iter (min) | recaffe ms/iter (min) | speed ratio (Caffe/ours, mean / min) | "
+             "CPU ms/iter Caffe / ours | CPU-time ratio | Caffe peak RSS MB | recaffe peak RSS MB | "
+             "memory ratio (ours/Caffe) | recaffe backward ms |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, c, o in rows:
-        lines.append(f"| {name} | {c['ms']:.0f} | {o['ms']:.0f} | {c['ms'] / o['ms']:.2f}x | {c['rss_mb']:.0f} | "
+        lines.append(f"| {name} | {c['ms']:.0f} ({c['min_ms']:.0f}) | {o['ms']:.0f} ({o['min_ms']:.0f}) | "
+                     f"{c['ms'] / o['ms']:.2f}x / {c['min_ms'] / o['min_ms']:.2f}x | {c['cpu_ms']:.0f} / "
+                     f"{o['cpu_ms']:.0f} | {c['cpu_ms'] / o['cpu_ms']:.2f}x | {c['rss_mb']:.0f} | "
                      f"{o['rss_mb']:.0f} | {o['rss_mb'] / c['rss_mb']:.2f} | {o['bwd_ms']:.0f} |")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -104,9 +104,8 @@ class Solver:
         self._losses, self.smoothed_loss = [], 0.0
         tick, tick_iter = time.time(), self.iter
         while self.iter < stop_iter:
-            for q in self.learnable:   # Net::ClearParamDiffs: zero the persistent diffs in place
-                if q.grad is not None:
-                    q.grad.zero_()
+            for q in self.learnable:
+                q.grad = None
             if (p.test_interval > 0 and self.iter % p.test_interval == 0
                     and (self.iter > 0 or p.test_initialization)):
                 self.test_all()

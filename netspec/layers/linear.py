@@ -3,9 +3,9 @@
 All are single matrix products or broadcasts, so autograd's gradient is Caffe's. Embed gives no
 gradient to its index bottom (Caffe aborts if asked for one).
 
-InnerProduct's weight gradient is accumulated straight into the weight's persistent ``.grad`` (one GEMM
-with beta 1, as Caffe's Backward_cpu accumulates into the weight diff), rather than autograd's fresh
-151 MB buffer per step for CaffeNet's fc6; the numbers are autograd's, bit for bit.
+InnerProduct writes its weight gradient into a persistent buffer (Caffe's weight diff) instead of
+autograd's fresh 151 MB tensor per step for CaffeNet's fc6 (page faults made that GEMM 4x slower);
+the numbers are autograd's, bit for bit.
 """
 import torch
 import torch.nn.functional as F
@@ -58,11 +58,12 @@ def _inner_product(x2, w, b, transpose):
 
 
 class _InnerProductFn(torch.autograd.Function):
-    """Autograd's linear/addmm with the weight gradient written into ``w.grad`` in place: ``mm(out=)``
-    into a fresh ``.grad``, ``addmm_`` onto an existing one (a zeroed buffer kept by the solver, or a
-    shared weight's other uses). Page-faulting a new buffer every step made CaffeNet's fc6 weight
-    gradient 4x slower than the GEMM. Under ``create_graph`` (grad mode on in backward) the gradient
-    goes back through autograd as usual. Hooks registered on the weight do not see this gradient."""
+    """Autograd's linear/addmm, the weight gradient written by this backward itself: with
+    ``w.grad`` None, ``mm(out=)`` into the weight's persistent buffer ``w._caffe_diff`` (allocated
+    once; like Caffe's diff it is overwritten by the next backward), which becomes ``w.grad``;
+    otherwise ``addmm_`` accumulates onto ``w.grad`` (iter_size > 1, shared weights), as autograd
+    would. Under ``create_graph`` (grad mode on in backward) the gradient goes back through autograd
+    as usual. Hooks registered on the weight do not see this gradient."""
 
     @staticmethod
     def forward(ctx, x2, w, b, transpose):
@@ -85,7 +86,11 @@ class _InnerProductFn(torch.autograd.Function):
             if torch.is_grad_enabled():
                 dw = a.mm(m)
             elif p.grad is None:
-                p.grad = torch.mm(a, m)
+                buf = getattr(p, "_caffe_diff", None)
+                if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
+                    buf = torch.empty_like(p, memory_format=torch.contiguous_format)
+                    p._caffe_diff = buf
+                p.grad = torch.mm(a, m, out=buf)
             else:
                 p.grad.addmm_(a, m)
         return dx, dw, db, None
