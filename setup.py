@@ -8,7 +8,7 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["protos", "protos.*", "netspec", "netspec.*", "solver", "solver.*",
                                     "recaffe", "recaffe.*", "models", "models.*", "tools", "tools.*"]),
-    package_data={"protos": ["caffe.proto"]},
+    package_data={"protos": ["caffe.proto"], "models": ["zoo/*/*"]},
     install_requires=[
         "torch==2.13.0",
         "numpy",
@@ -25,6 +25,19 @@ setup(
     entry_points={
         "console_scripts": [
             "recaffe=tools.caffe:main",
+            "recaffe-train=tools.train:main",
+            "recaffe-test=tools.test:main",
+            "recaffe-time=tools.time:main",
+            "recaffe-convert-imageset=tools.convert_imageset:cli",
+            "recaffe-compute-image-mean=tools.compute_image_mean:cli",
+            "recaffe-classify=tools.classify:cli",
+            "recaffe-draw-net=tools.draw_net:cli",
+            "recaffe-deploy-from-train-val=tools.deploy_from_train_val:cli",
+            "recaffe-upgrade-net-proto-text=tools.upgrade_net_proto_text:cli",
+            "recaffe-upgrade-solver-proto-text=tools.upgrade_solver_proto_text:cli",
+            "recaffe-plot-training-log=tools.plot_training_log:cli",
+            "recaffe-pycaffe=tools.pycaffe:main",
+            "recaffe-demo=tools.demo:main",
         ],
     },
 )

@@ -56,5 +56,10 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def cli():
+    """Console entry point (setup.py): one-line errors, exit status 2."""
     run(main, "convert_imageset")
+
+
+if __name__ == "__main__":
+    cli()

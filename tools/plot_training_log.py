@@ -54,6 +54,11 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def cli():
+    """Console entry point (setup.py): one-line errors, exit status 2."""
     from solver.cli import run
     run(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -42,5 +42,10 @@ def main(argv=None):
     return 1 if partial else 0
 
 
-if __name__ == "__main__":
+def cli():
+    """Console entry point (setup.py): one-line errors, exit status 2."""
     run(main, "upgrade_net_proto_text")
+
+
+if __name__ == "__main__":
+    cli()
