@@ -133,14 +133,25 @@ def main(argv=None):
     ap.add_argument("--out", default=os.path.join(REPO, "demo_out"), help="output folder (default: demo_out/)")
     ap.add_argument("--quick", action="store_true", help="fewer images and iterations (for tests)")
     args = ap.parse_args(argv)
-    out = os.path.abspath(args.out)
-    os.makedirs(os.path.join(out, "snapshots"), exist_ok=True)
     import logging
-    import torch
     quiet = logging.getLogger("recaffe")   # the solvers' Caffe-format log lines: not in the demo's output
-    quiet.addHandler(logging.NullHandler())
+    saved = (quiet.level, quiet.propagate, list(quiet.handlers))
+    null = logging.NullHandler()
+    quiet.addHandler(null)
     quiet.setLevel(logging.WARNING)
     quiet.propagate = False
+    try:
+        return _run(args)
+    finally:   # leave logging as we found it (the demo also runs inside other programs and tests)
+        quiet.removeHandler(null)
+        quiet.setLevel(saved[0])
+        quiet.propagate = saved[1]
+
+
+def _run(args):
+    import torch
+    out = os.path.abspath(args.out)
+    os.makedirs(os.path.join(out, "snapshots"), exist_ok=True)
     torch.manual_seed(1701)
     np.random.seed(1701)
     t_start = time.time()
