@@ -159,7 +159,7 @@ def main():
     total = time.perf_counter() - t_all
     lines = [f"# Data-input benchmark ({datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC)", "",
              f"{args.n} generated JPEGs of 300-640 px a side; machine: {os.cpu_count()} cores (shared), torch "
-             f"CPU. Ours uses its default worker count ({min(4, os.cpu_count() or 1)} processes); Caffe 1.0 (Debian "
+             f"CPU. Ours uses its default worker count ({min(4, os.cpu_count() or 1)} threads); Caffe 1.0 (Debian "
              f"CPU build) runs single-threaded tools and one prefetch thread. Peak RSS: largest process of the "
              f"tool's process tree. Script: bench/bench_data.py ({total:.0f} s).", "",
              f"Load average at the start: {load0}; CPU ms/image = user+sys CPU time of all processes and "

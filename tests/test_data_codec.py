@@ -110,3 +110,41 @@ def test_random_draws_only_when_needed():
     assert not DataTransformer(_tp(crop_size=3), "TEST").random
     assert DataTransformer(_tp(crop_size=3), "TRAIN").random
     assert DataTransformer(_tp(mirror=True), "TEST").random
+
+
+def test_raw_datum_wire_fast_path_matches_protobuf():
+    from netspec.data.datum import raw_datum_view
+    arr = np.random.default_rng(3).integers(0, 256, (3, 5, 4), dtype=np.uint8)
+    for label in (0, 9, -1, 2 ** 31 - 1, -2 ** 31):
+        d = array_to_datum(arr, label)
+        d.encoded = False                                       # explicit false, as Caffe writes it
+        c, h, w, data, lab = raw_datum_view(d.SerializeToString())
+        assert (c, h, w, lab) == (3, 5, 4, label) and bytes(data) == arr.tobytes()
+    twice = array_to_datum(arr, 1).SerializeToString() + array_to_datum(arr[:1], 2).SerializeToString()
+    c, h, w, data, lab = raw_datum_view(twice)                  # protobuf: the last occurrence wins
+    p = parse_datum(twice)
+    assert (c, h, w, bytes(data), lab) == (p.channels, p.height, p.width, p.data, p.label)
+    # everything else goes back to protobuf: encoded, float_data, size mismatch, unknown field, garbage
+    bad = array_to_datum(arr, 1)
+    bad.channels = 2
+    for value in (encoded_datum(b"\x89PNG....", 1).SerializeToString(),
+                  array_to_datum(arr.astype(np.float32), 1).SerializeToString(),
+                  bad.SerializeToString(), array_to_datum(arr, 1).SerializeToString() + b"\x40\x01",
+                  array_to_datum(arr, 1).SerializeToString()[:-9], b"\xff\xff"):
+        assert raw_datum_view(value) is None
+
+
+def test_lmdb_zero_copy_views_equal_copies(tmp_path):
+    from netspec.data.lmdb_io import LMDBWriter
+    from netspec.data.sources import LMDBSource
+    rng = np.random.default_rng(4)
+    arrs = [rng.integers(0, 256, (3, 4, 5), dtype=np.uint8) for _ in range(3)]
+    with LMDBWriter(str(tmp_path / "db")) as db:
+        for i, a in enumerate(arrs):
+            db.put("%08d" % i, array_to_datum(a, i).SerializeToString())
+        db.put("%08d" % 3, array_to_datum(arrs[0].astype(np.float32) / 2, 3).SerializeToString())
+    src = LMDBSource(str(tmp_path / "db"))
+    with src.views([2, 0, 3]) as recs:
+        got = [(a.copy(), lab) for a, lab in recs]
+    for (a, lab), (b, lab2) in zip(got, src.load_many([2, 0, 3])):
+        assert a.dtype == b.dtype and np.array_equal(a, b) and lab == lab2

@@ -239,3 +239,16 @@ def test_caffe_reads_ours(tmp_path):
     assert np.array_equal(seen["our_mean_read_by_caffe"][0], mean)
     assert np.array_equal(seen["lmdb_caffe_mean"][0], mean)
     assert np.array_equal(seen["lmdb_minus_our_mean"], np.stack(imgs).astype(np.float32) - mean)
+
+
+def test_fast_resize_near_opencv_fixed_point_grey_colour_shrink_enlarge():
+    """The fast (torch uint8) bilinear vs our OpenCV INTER_LINEAR fixed point (bit-exact with Caffe
+    when shrinking): grey and colour, shrinking and enlarging, at most 1 level apart."""
+    from netspec.data.image import resize
+    rng = np.random.default_rng(5)
+    for c in (1, 3):
+        img = np.ascontiguousarray(rng.integers(0, 256, (c, 37, 53), dtype=np.uint8))
+        for h, w in [(13, 17), (80, 61), (37, 20)]:
+            fast, exact = resize(img, h, w, exact=False), resize(img, h, w)
+            assert fast.shape == exact.shape == (c, h, w)
+            assert np.abs(fast.astype(int) - exact).max() <= 1

@@ -6,7 +6,7 @@ Caffe's flags (``-flag=value``, ``--flag value``, ``--noflag``): --gray --shuffl
 --resize_width --resize_height --check_size --encoded --encode_type; ours: --skip-bad (skip and count
 unreadable images and malformed lines instead of stopping), --workers N (decoding threads),
 --seed N (for --shuffle), --quiet (no progress bar), --exact_resize (OpenCV's bilinear bit for bit,
-~5x slower resizing; by default PIL's bilinear affine map, within 1 grey level of Caffe's resize). The
+~20x slower resizing; by default torch's uint8 bilinear, within 1 grey level of Caffe's resize). The
 database is built next to DB_NAME and renamed into place when complete.
 """
 import os

@@ -10,7 +10,7 @@ OpenCV's imencode in Caffe: same pixels for PNG, not byte-identical for JPEG). D
 serialising run in a pool of threads (PIL's decoders and resampling release the GIL; threads cost
 less CPU and memory than processes here, as nothing is pickled), results in list order; the LMDB is
 written by the calling thread, atomically.
-Resizing uses PIL's bilinear affine map unless ``exact_resize`` (see netspec.data.image.resize).
+Resizing uses torch's uint8 bilinear (one intra-op thread per worker) unless ``exact_resize`` (see netspec.data.image.resize).
 """
 import functools
 import os
@@ -23,7 +23,7 @@ from multiprocessing.pool import ThreadPool
 import numpy as np
 
 from protos.errors import DataError
-from .datum import array_to_datum, datum_to_array, encoded_datum, parse_datum
+from .datum import array_to_datum, datum_to_array, encoded_datum, parse_datum, raw_datum_view
 from .image import COLOR, GRAY, check_image_header, encode_image, read_image
 from .lmdb_io import LEVELDB_HINT, LMDBReader, LMDBWriter
 from .sources import read_list
@@ -94,6 +94,15 @@ def _term_as_interrupt():
     return signal.signal(signal.SIGTERM, handler)
 
 
+def _one_torch_thread():
+    """torch's resize in one intra-op thread (the pool's threads are the parallelism; OpenMP's
+    setting is per calling thread, so each worker calls this too); returns the previous count."""
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return n
+
+
 def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize_height=0, resize_width=0,
                      check_size=False, encoded=False, encode_type="", backend="lmdb", skip_bad=False,
                      workers=None, seed=None, progress=True, log=sys.stderr, exact_resize=False):
@@ -116,7 +125,8 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     bar = _Progress(len(entries), log, progress)
     written, size0, skipped = 0, None, list(bad)
-    pool = ThreadPool(workers) if workers > 1 else None
+    torch_threads = _one_torch_thread() if height and not exact_resize else None
+    pool = ThreadPool(workers, _one_torch_thread if torch_threads else None) if workers > 1 else None
     old_term = _term_as_interrupt()
     try:
         results = pool.imap(job, enumerate(entries), chunksize=8) if pool else map(job, enumerate(entries))
@@ -144,11 +154,18 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
             pool.join()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        if torch_threads is not None:
+            import torch
+            torch.set_num_threads(torch_threads)
     return {"written": written, "skipped": skipped, "seconds": time.time() - t0, "db": db_name}
 
 
 def _decode_value(db_name, item):
     key, value = item
+    r = raw_datum_view(value)
+    if r is not None:           # raw uint8 datum: a view of the value, no protobuf copy
+        return bytes(key), np.frombuffer(r[3], np.uint8).reshape(r[:3])
+    key = bytes(key)
     where = f"{db_name}: key {key.decode(errors='replace')!r}"
     d = parse_datum(value, where)
     return key, datum_to_array(d, None, where)
@@ -170,7 +187,8 @@ def compute_image_mean(db_name, workers=None, backend="lmdb"):
     acc, count, shape0 = None, 0, None
     try:
         decode = functools.partial(_decode_value, db_name)
-        it = pool.imap(decode, reader.items(), chunksize=16) if pool else map(decode, reader.items())
+        # in-line, records are zero-copy views of the memory map, used before the cursor moves on
+        it = pool.imap(decode, reader.items(), chunksize=16) if pool else map(decode, reader.items(buffers=True))
         for key, arr in it:
             if shape0 is None:
                 shape0 = arr.shape

@@ -44,6 +44,54 @@ def parse_datum(value, where="<datum>"):
     return d
 
 
+def _varint(buf, pos):
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint too long")
+
+
+def raw_datum_view(value):
+    """Fast path for a serialized *raw* uint8 Datum: ``(channels, height, width, data, label)`` with
+    ``data`` a zero-copy slice of ``value`` (bytes or an LMDB buffer), read straight from the wire
+    format (caffe.proto field numbers: 1 channels, 2 height, 3 width, 4 data, 5 label, 7 encoded;
+    the last occurrence of a field wins, as in protobuf). None for anything else (encoded, float_data,
+    unknown fields, malformed, size mismatch): callers then take the protobuf path, which gives the
+    same values or the proper error."""
+    buf = memoryview(value)
+    n, pos = len(buf), 0
+    ints = [0, 0, 0, 0, 0, 0, 0, 0]
+    data = None
+    try:
+        while pos < n:
+            tag, pos = _varint(buf, pos)
+            field, wire = tag >> 3, tag & 7
+            if wire == 0 and field in (1, 2, 3, 5, 7):
+                v, pos = _varint(buf, pos)
+                ints[field] = v
+            elif wire == 2 and field == 4:
+                size, pos = _varint(buf, pos)
+                if pos + size > n:
+                    return None
+                data, pos = buf[pos:pos + size], pos + size
+            else:
+                return None
+    except IndexError:
+        return None
+    c, h, w, label, encoded = ints[1], ints[2], ints[3], ints[5], ints[7]
+    if encoded or data is None or c >= 1 << 31 or h >= 1 << 31 or w >= 1 << 31 or len(data) != c * h * w \
+            or len(data) == 0:
+        return None
+    label &= 0xFFFFFFFF                         # int32 varints are sign-extended to 64 bits
+    return c, h, w, data, label - (1 << 32) if label >= 1 << 31 else label
+
+
 def datum_to_array(d, color_mode=None, where="<datum>"):
     """The datum's pixels as a C x H x W array: uint8 for ``data`` / encoded, float32 for float_data.
 

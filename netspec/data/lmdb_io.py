@@ -10,6 +10,7 @@ Writing (``LMDBWriter``): the database is built in a temporary directory next to
 renamed into place when complete, so a failure or an interrupt never leaves a half-written database
 at the target path. Transactions are committed every ``commit_every`` records, as Caffe's tools do.
 """
+import contextlib
 import os
 import shutil
 import tempfile
@@ -99,8 +100,23 @@ class LMDBReader:
                 out.append(value)
         return out
 
-    def items(self):
-        with self._open().begin(buffers=False) as txn:
+    @contextlib.contextmanager
+    def buffers(self, indices):
+        """Zero-copy values of several records (memoryviews into the memory map), valid only inside
+        the ``with`` block (one read transaction)."""
+        with self._open().begin(buffers=True) as txn:
+            out = []
+            for i in indices:
+                value = txn.get(self.keys[i])
+                if value is None:
+                    raise DataError(f"{self.path}: key {self.keys[i].decode(errors='replace')!r} disappeared")
+                out.append(value)
+            yield out
+
+    def items(self, buffers=False):
+        """(key, value) in key order; buffers=True: values are memoryviews into the memory map, each
+        valid until the generator moves on or closes (use it at once)."""
+        with self._open().begin(buffers=buffers) as txn:
             yield from txn.cursor().iternext(keys=True, values=True)
 
     def close(self):

@@ -100,21 +100,27 @@ class DataTransformer:
             return flipped[:, h_off:h_off + h_out, width - w_off - w_out:width - w_off]
         return mean[:, h_off:h_off + h_out, w_off:w_off + w_out]
 
-    def finish_numpy(self, pieces, plans):
+    def finish_numpy(self, pieces, plans, out=None):
         """Stage 2 on the CPU from per-sample crop views (no intermediate batch): float32 numpy
-        (N, C, h, w) = (piece - mean) * scale. numpy's mixed uint8/float32 loop is ~5x torch's."""
+        (N, C, h, w) = (piece - mean) * scale. Each sample is converted straight into its slot of
+        the batch (numpy's uint8 -> float32 cast), then the mean is subtracted in place (float32,
+        vectorised): the same IEEE float32 operations as Caffe's, ~2x faster than a mixed-type
+        subtract (and ~5x torch's per-sample ops). ``out``: a float32 array to write into, if its
+        shape fits (else a new one)."""
         c, h_out, w_out = pieces[0].shape
-        out = np.empty((len(pieces), c, h_out, w_out), np.float32)
+        shape = (len(pieces), c, h_out, w_out)
+        if out is None or out.shape != shape or out.dtype != np.float32:
+            out = np.empty(shape, np.float32)
         if self.mean is not None:
             mean, flipped = (t.numpy() for t in self._mean_tensors("cpu"))
         mv = self.mean_value[:, None, None] if self.mean_value is not None else None
         for i, (piece, plan) in enumerate(zip(pieces, plans)):
+            o = out[i]
+            np.copyto(o, piece, casting="unsafe")
             if self.mean is not None:
-                np.subtract(piece, self._mean_slice(plan, h_out, w_out, mean, flipped), out=out[i], dtype=np.float32)
+                o -= self._mean_slice(plan, h_out, w_out, mean, flipped)
             elif mv is not None:
-                np.subtract(piece, mv, out=out[i], dtype=np.float32)
-            else:
-                out[i] = piece
+                o -= mv
         if self.scale != 1:
             out *= np.float32(self.scale)
         return out

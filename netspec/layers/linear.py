@@ -61,8 +61,8 @@ class _InnerProductFn(torch.autograd.Function):
     """Autograd's linear/addmm, the weight gradient written by this backward itself: with
     ``w.grad`` None, ``mm(out=)`` into the weight's persistent buffer ``w._caffe_diff`` (allocated
     once; like Caffe's diff it is overwritten by the next backward), which becomes ``w.grad``;
-    otherwise ``addmm_`` accumulates onto ``w.grad`` (iter_size > 1, shared weights), as autograd
-    would. Under ``create_graph`` (grad mode on in backward) the gradient goes back through autograd
+    otherwise the product is added onto ``w.grad`` (iter_size > 1, shared weights) as autograd's
+    AccumulateGrad does. Under ``create_graph`` (grad mode on in backward) the gradient goes back through autograd
     as usual. Hooks registered on the weight do not see this gradient."""
 
     @staticmethod
@@ -91,8 +91,8 @@ class _InnerProductFn(torch.autograd.Function):
                     buf = torch.empty_like(p, memory_format=torch.contiguous_format)
                     p._caffe_diff = buf
                 p.grad = torch.mm(a, m, out=buf)
-            else:
-                p.grad.addmm_(a, m)
+            else:   # autograd's accumulation (grad += new), not a fused addmm_: same rounding
+                p.grad.add_(torch.mm(a, m))
         return dx, dw, db, None
 
 
