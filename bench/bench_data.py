@@ -1,6 +1,6 @@
 """Data-input benchmark: our convert_imageset / compute_image_mean / Data layer against real Caffe's.
 
-    python bench/bench_data.py [--n 2000] [--batches 30] [--out bench/results_data.md]
+    python bench/bench_data.py [--n 2000] [--batches 100] [--out bench/results_data.md]
 
 Generates N JPEGs of mixed sizes (300-640 px a side, smooth colour fields + noise) under
 /tmp/recaffe_bench_data (kept between runs), then, in one run:
@@ -127,7 +127,7 @@ def our_data_rate(src, mean, batches):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--batches", type=int, default=30)
+    ap.add_argument("--batches", type=int, default=100)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results_data.md"))
     args = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)

@@ -90,15 +90,16 @@ def _solver(out, name, train, test, base_lr, iters, test_iter):
     return Solver(path)
 
 
-def _train(s, regime, iters, test_every):
+def _train(s, regime, iters, n_tests):
     """Step the solver, recording the training loss per iteration and the test accuracy."""
     t0 = time.time()
+    checkpoints = {round(iters * k / n_tests) for k in range(1, n_tests + 1)}
     for it in range(iters):
         s.step(1)
         regime.losses.append(float(s.net.blobs["loss"].detach()))
-        if (it + 1) % test_every == 0 or (it + 1 == iters and iters % test_every):
+        if it + 1 in checkpoints:
             regime.accs.append((it + 1, _test(s)))
-            _say(f"      {regime.name:<16} iter {it + 1:4d}/{iters}  loss {np.mean(regime.losses[-test_every:]):.3f}"
+            _say(f"      {regime.name:<16} iter {it + 1:4d}/{iters}  loss {np.mean(regime.losses[-max(1, iters // n_tests):]):.3f}"
                  f"  test acc {regime.accs[-1][1]:.3f}  ({time.time() - t0:.0f} s)")
 
 
@@ -164,7 +165,7 @@ def _run(args):
     s = _solver(out, "source", tr, te, 0.01, pre_iters, per["source_test"] * 10 // 50)
     source = Regime("source pretrain")
     _say(f"[3/5] pretraining on the 10-class source task ({pre_iters} iterations)")
-    _train(s, source, pre_iters, pre_iters // 4)
+    _train(s, source, pre_iters, 4)
     pretrained = os.path.join(out, "source_pretrained.caffemodel")
     s.net.save_weights(pretrained)
 
@@ -184,7 +185,7 @@ def _run(args):
     cls = Regime("classifier only")
     s = _solver(out, "classifier_only", tr, te, 0.01, ft_iters, test_iter)
     s.load_weights(pretrained)
-    _train(s, cls, ft_iters, ft_iters // 3)
+    _train(s, cls, ft_iters, 3)
     cls_weights = os.path.join(out, "target_classifier_only.caffemodel")
     s.net.save_weights(cls_weights)
     regimes.append(cls)
@@ -193,7 +194,7 @@ def _run(args):
     e2e = Regime("end to end")
     s = _solver(out, "end_to_end", tr_all, te_all, 0.001, ft_iters, test_iter)
     s.load_weights(cls_weights)
-    _train(s, e2e, ft_iters, ft_iters // 3)
+    _train(s, e2e, ft_iters, 3)
     final_caffemodel = os.path.join(out, "target_end_to_end.caffemodel")
     final_pth = os.path.join(out, "target_end_to_end.pth")
     s.net.save_weights(final_caffemodel)
@@ -202,7 +203,7 @@ def _run(args):
 
     scratch = Regime("from scratch")
     s = _solver(out, "scratch", tr_all, te_all, 0.01, ft_iters, test_iter)
-    _train(s, scratch, ft_iters, ft_iters // 3)
+    _train(s, scratch, ft_iters, 3)
     regimes.append(scratch)
 
     # -- 5. report ---------------------------------------------------------------------------------
