@@ -7,28 +7,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from protos import caffe_pb2
+from protos.blob import array_to_blobproto, array_to_datum, blobproto_to_array, datum_to_array  # noqa: F401
 
 
-# -- protos <-> arrays -----------------------------------------------------------------------------
-def blobproto_to_array(blob, return_diff=False):
-    """A BlobProto's data (or diff) as an array; legacy 4-D num/channels/height/width when present."""
-    values = np.asarray(blob.diff if return_diff else blob.data, dtype=np.float32)
-    if blob.HasField("num") or blob.HasField("channels") or blob.HasField("height") or blob.HasField("width"):
-        return values.reshape(blob.num, blob.channels, blob.height, blob.width)
-    return values.reshape(tuple(blob.shape.dim))
-
-
-def array_to_blobproto(arr, diff=None):
-    """A BlobProto with ``shape`` set from the array (and its diff, when given)."""
-    blob = caffe_pb2.BlobProto()
-    arr = np.asarray(arr)
-    blob.shape.dim.extend(arr.shape)
-    blob.data.extend(arr.astype(np.float32, copy=False).ravel().tolist())
-    if diff is not None:
-        blob.diff.extend(np.asarray(diff, dtype=np.float32).ravel().tolist())
-    return blob
-
-
+# -- protos <-> arrays: blobproto_to_array, array_to_blobproto, datum_to_array, array_to_datum come from
+# protos.blob (one implementation; pycaffe's names, imported above) ---------------------------------
 def arraylist_to_blobprotovector_str(arraylist):
     vec = caffe_pb2.BlobProtoVector()
     vec.blobs.extend([array_to_blobproto(a) for a in arraylist])
@@ -39,29 +22,6 @@ def blobprotovector_str_to_arraylist(data):
     vec = caffe_pb2.BlobProtoVector()
     vec.ParseFromString(data)
     return [blobproto_to_array(b) for b in vec.blobs]
-
-
-def array_to_datum(arr, label=None):
-    """A Datum from a C x H x W array: uint8 arrays go to ``data``, others to ``float_data``."""
-    arr = np.asarray(arr)
-    if arr.ndim != 3:
-        raise ValueError(f"array_to_datum needs a 3-axis C x H x W array, got shape {arr.shape}")
-    datum = caffe_pb2.Datum(channels=arr.shape[0], height=arr.shape[1], width=arr.shape[2])
-    if arr.dtype == np.uint8:
-        datum.data = arr.tobytes()
-    else:
-        datum.float_data.extend(arr.astype(float).ravel().tolist())
-    if label is not None:
-        datum.label = int(label)
-    return datum
-
-
-def datum_to_array(datum):
-    """The Datum's pixels as C x H x W (uint8 for ``data``, float for ``float_data``); no label."""
-    shape = (datum.channels, datum.height, datum.width)
-    if len(datum.data):
-        return np.frombuffer(datum.data, dtype=np.uint8).reshape(shape)
-    return np.asarray(datum.float_data, dtype=float).reshape(shape)
 
 
 # -- images ----------------------------------------------------------------------------------------
