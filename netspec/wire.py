@@ -13,6 +13,7 @@ name, then each layer as its LayerParameter fields below ``blobs`` (7), the blob
 import numpy as np
 
 from protos import caffe_pb2
+from protos.blob import encode_varint
 
 
 class WireError(ValueError):
@@ -144,18 +145,7 @@ def read_caffemodel_layers(buf):
 
 
 # -- writing ---------------------------------------------------------------------------------------
-def _enc_varint(n):
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+_enc_varint = encode_varint
 
 
 def _key(fn, wt):

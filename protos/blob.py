@@ -91,7 +91,10 @@ def blobproto_to_array(blob, return_diff=False, raw=None):
     return arr.reshape(shape)
 
 
-def _enc_varint(n):
+def encode_varint(n):
+    """Protobuf base-128 varint of ``n``; negative values as their 64-bit two's complement (10 bytes)."""
+    if n < 0:
+        n += 1 << 64
     out = bytearray()
     while True:
         b = n & 0x7F
@@ -101,6 +104,9 @@ def _enc_varint(n):
         else:
             out.append(b)
             return bytes(out)
+
+
+_enc_varint = encode_varint
 
 
 def _ld(fn, payload):
