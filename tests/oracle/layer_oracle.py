@@ -23,22 +23,31 @@ caffe.set_mode_cpu()
 
 
 def case(case_id, layer_text, bottoms, phase="TEST", params="random", seed=0, top_diff_scale=1.0,
-         param_values=None):
+         param_values=None, force_backward=True, grad_bottoms=(), loss_weight=False, backward=True):
     """bottoms: list of arrays, one per distinct bottom name in order of first appearance.
-    params: "random" (gaussian, seeded), "filler" (keep Caffe's fillers) or "given" (param_values)."""
+    params: "random" (gaussian, seeded), "filler" (keep Caffe's fillers) or "given" (param_values).
+
+    For layers whose backward Caffe aborts under force_backward (labels, selectors, H of InfogainLoss,
+    ArgMax...): force_backward=False; bottoms whose indices are in ``grad_bottoms`` then come from a
+    Parameter layer (so Caffe back-propagates to them), the others from Input (their diff stays zero);
+    loss_weight=True gives the tested layer's tops loss_weight 1 in the net only (not in the stored
+    layer text) so that Caffe runs its backward. backward=False stores the forward pass only."""
     rng = np.random.RandomState(seed + 7919)  # differs from the callers' input streams
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(layer_text, lp)
-    names = []
-    for b in lp.bottom:
-        if b not in names:
-            names.append(b)
+    names = list(dict.fromkeys(lp.bottom))
     assert len(names) == len(bottoms), (case_id, names)
-    net_text = "force_backward: true\n"
-    for n, arr in zip(names, bottoms):
+    net_text = "force_backward: true\n" if force_backward else ""
+    for i, (n, arr) in enumerate(zip(names, bottoms)):
         dims = " ".join("dim: %d" % d for d in np.shape(arr))
-        net_text += 'layer { name: "in_%s" type: "Input" top: "%s" input_param { shape { %s } } }\n' % (n, n, dims)
-    net_text += "layer {\n%s\n}\n" % layer_text
+        if i in grad_bottoms:
+            net_text += ('layer { name: "in_%s" type: "Parameter" top: "%s" '
+                         'parameter_param { shape { %s } } }\n' % (n, n, dims))
+        else:
+            net_text += 'layer { name: "in_%s" type: "Input" top: "%s" input_param { shape { %s } } }\n' % (
+                n, n, dims)
+    extra = "\n" + " ".join("loss_weight: 1" for _ in lp.top) if loss_weight else ""
+    net_text += "layer {\n%s%s\n}\n" % (layer_text, extra)
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
         f.write(net_text)
     try:
@@ -49,7 +58,10 @@ def case(case_id, layer_text, bottoms, phase="TEST", params="random", seed=0, to
            "bottom_names": np.array(" ".join(names)), "top_names": np.array(" ".join(lp.top))}
     for i, (n, arr) in enumerate(zip(names, bottoms)):
         arr = np.asarray(arr, dtype=np.float32)
-        net.blobs[n].data[...] = arr
+        if i in grad_bottoms:
+            net.params["in_" + n][0].data[...] = arr
+        else:
+            net.blobs[n].data[...] = arr
         out["bottom_%d" % i] = arr.copy()
     blobs = net.params[lp.name] if lp.name in net.params else []
     for i, blob in enumerate(blobs):
@@ -63,20 +75,18 @@ def case(case_id, layer_text, bottoms, phase="TEST", params="random", seed=0, to
         out["param_after_%d" % i] = blob.data.copy()
     for i, t in enumerate(lp.top):
         out["top_%d" % i] = net.blobs[t].data.copy()
-    for i, t in enumerate(lp.top):
-        d = np.asarray(rng.randn(*net.blobs[t].diff.shape) * top_diff_scale).astype(np.float32)
-        net.blobs[t].diff[...] = d
-        out["top_diff_%d" % i] = d
-    net.backward()
-    layer_index = list(net._layer_names).index(lp.name)
-    bottom_need = net._bottom_need_backward if hasattr(net, "_bottom_need_backward") else None
-    for i, n in enumerate(names):
-        # Caffe leaves a bottom's diff untouched (zero) when it does not propagate to it
-        # (labels of loss layers); we record every diff and the test skips all-zero label diffs
-        # only where the layer never propagates (see tests/layer_harness.py).
-        out["bottom_diff_%d" % i] = net.blobs[n].diff.copy()
-    for i, blob in enumerate(blobs):
-        out["param_diff_%d" % i] = blob.diff.copy()
+    if backward:
+        for i, t in enumerate(lp.top):
+            d = np.asarray(rng.randn(*net.blobs[t].diff.shape) * top_diff_scale).astype(np.float32)
+            net.blobs[t].diff[...] = d
+            out["top_diff_%d" % i] = d
+        net.backward()
+        # Caffe leaves a bottom's diff untouched (zero) where it does not propagate (labels): the test
+        # names such bottoms (no_grad_bottoms in tests/layer_harness.py) and skips them.
+        for i, n in enumerate(names):
+            out["bottom_diff_%d" % i] = net.blobs[n].diff.copy()
+        for i, blob in enumerate(blobs):
+            out["param_diff_%d" % i] = blob.diff.copy()
     os.makedirs(GOLDEN, exist_ok=True)
     np.savez(os.path.join(GOLDEN, case_id + ".npz"), **out)
     return out

@@ -11,71 +11,19 @@ selector, BatchReindex's indices) cannot run under layer_oracle.case's force_bac
 """
 import os
 import sys
-import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from layer_oracle import GOLDEN, case  # noqa: E402
+from layer_oracle import case  # noqa: E402
 
 
 def partial_case(case_id, layer_text, bottoms, grad_bottoms=(), phase="TEST", seed=0, force_backward=False):
-    """Like layer_oracle.case, without force_backward. Bottoms whose indices are in grad_bottoms come
-    from a Parameter layer (so they need backward); the others from Input (no gradient: their
-    recorded diff stays zero). The tested layer's tops get loss_weight 1 in the net only (not in the
-    stored layer text) so that Caffe runs its backward; the top diffs are then overwritten with
-    seeded random values before net.backward(), as case() does. force_backward=True gives case()'s
-    net (all bottoms from Input); it serves 0-axis tops, whose random diff case() cannot draw."""
-    import caffe
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    rng = np.random.RandomState(seed + 7919)
-    lp = caffe_pb2.LayerParameter()
-    text_format.Merge(layer_text, lp)
-    names = []
-    for b in lp.bottom:
-        if b not in names:
-            names.append(b)
-    assert len(names) == len(bottoms), (case_id, names)
-    net_text = "force_backward: true\n" if force_backward else ""
-    for i, (n, arr) in enumerate(zip(names, bottoms)):
-        dims = " ".join("dim: %d" % d for d in np.shape(arr))
-        if i in grad_bottoms:
-            net_text += ('layer { name: "in_%s" type: "Parameter" top: "%s" '
-                         'parameter_param { shape { %s } } }\n' % (n, n, dims))
-        else:
-            net_text += 'layer { name: "in_%s" type: "Input" top: "%s" input_param { shape { %s } } }\n' % (
-                n, n, dims)
-    loss = " ".join("loss_weight: 1" for _ in lp.top) if grad_bottoms else ""
-    net_text += "layer {\n%s\n%s\n}\n" % (layer_text, loss)
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(net_text)
-    try:
-        net = caffe.Net(f.name, caffe.TRAIN if phase == "TRAIN" else caffe.TEST)
-    finally:
-        os.unlink(f.name)
-    out = {"layer": np.array(layer_text), "phase": np.array(phase),
-           "bottom_names": np.array(" ".join(names)), "top_names": np.array(" ".join(lp.top))}
-    for i, (n, arr) in enumerate(zip(names, bottoms)):
-        arr = np.asarray(arr, dtype=np.float32)
-        if i in grad_bottoms:
-            net.params["in_" + n][0].data[...] = arr
-        else:
-            net.blobs[n].data[...] = arr
-        out["bottom_%d" % i] = arr.copy()
-    net.forward()
-    for i, t in enumerate(lp.top):
-        out["top_%d" % i] = net.blobs[t].data.copy()
-    for i, t in enumerate(lp.top):
-        d = np.asarray(rng.randn(*net.blobs[t].diff.shape), dtype=np.float32)
-        net.blobs[t].diff[...] = d
-        out["top_diff_%d" % i] = d
-    net.backward()
-    for i, n in enumerate(names):
-        out["bottom_diff_%d" % i] = net.blobs[n].diff.copy()
-    os.makedirs(GOLDEN, exist_ok=True)
-    np.savez(os.path.join(GOLDEN, case_id + ".npz"), **out)
-    return out
+    """layer_oracle.case without force_backward: bottoms in grad_bottoms come from a Parameter layer, the
+    tops get loss_weight 1 in the net when some bottom needs a gradient. force_backward=True is case()
+    itself (0-axis tops)."""
+    return case(case_id, layer_text, bottoms, phase=phase, seed=seed, force_backward=force_backward,
+                             grad_bottoms=grad_bottoms, loss_weight=bool(grad_bottoms))
 
 
 def gauss(seed, shape):

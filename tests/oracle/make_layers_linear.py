@@ -12,12 +12,11 @@ params need >= 1 axis).
 """
 import os
 import sys
-import tempfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from layer_oracle import GOLDEN, case  # noqa: E402
+from layer_oracle import case  # noqa: E402
 
 
 def gauss(seed, shape):
@@ -32,44 +31,7 @@ def lay(name, type_, param, bottoms=("x",), tops=("y",)):
 
 def no_force_case(case_id, layer_text, x, seed=0):
     """One bottom from Input (no gradient), random params, the layer's top with loss_weight 1."""
-    import caffe
-    from caffe.proto import caffe_pb2
-    from google.protobuf import text_format
-    rng = np.random.RandomState(seed + 7919)
-    lp = caffe_pb2.LayerParameter()
-    text_format.Merge(layer_text, lp)
-    name = lp.bottom[0]
-    dims = " ".join("dim: %d" % d for d in x.shape)
-    net_text = 'layer { name: "in_%s" type: "Input" top: "%s" input_param { shape { %s } } }\n' % (name, name, dims)
-    net_text += "layer {\n%s\nloss_weight: 1\n}\n" % layer_text
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(net_text)
-    try:
-        net = caffe.Net(f.name, caffe.TEST)
-    finally:
-        os.unlink(f.name)
-    out = {"layer": np.array(layer_text), "phase": np.array("TEST"), "bottom_names": np.array(name),
-           "top_names": np.array(" ".join(lp.top))}
-    net.blobs[name].data[...] = x
-    out["bottom_0"] = x.copy()
-    blobs = net.params[lp.name]
-    for i, blob in enumerate(blobs):
-        blob.data[...] = rng.randn(*blob.data.shape).astype(np.float32)
-        out["param_%d" % i] = blob.data.copy()
-    net.forward()
-    for i, blob in enumerate(blobs):
-        out["param_after_%d" % i] = blob.data.copy()
-    top = lp.top[0]
-    out["top_0"] = net.blobs[top].data.copy()
-    d = rng.randn(*net.blobs[top].diff.shape).astype(np.float32)
-    net.blobs[top].diff[...] = d
-    out["top_diff_0"] = d
-    net.backward()
-    out["bottom_diff_0"] = net.blobs[name].diff.copy()
-    for i, blob in enumerate(blobs):
-        out["param_diff_%d" % i] = blob.diff.copy()
-    os.makedirs(GOLDEN, exist_ok=True)
-    np.savez(os.path.join(GOLDEN, case_id + ".npz"), **out)
+    return case(case_id, layer_text, [x], seed=seed, force_backward=False, loss_weight=True)
 
 
 def inner_product():

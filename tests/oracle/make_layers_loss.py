@@ -16,28 +16,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import caffe  # noqa: E402
-from caffe.proto import caffe_pb2  # noqa: E402
-from google.protobuf import text_format  # noqa: E402
-import layer_oracle  # noqa: E402
 from layer_oracle import GOLDEN, case  # noqa: E402
 
-
-class _RandomState(np.random.RandomState):
-    """randn() with no dims returns a 0-d array (layer_oracle.case calls .astype on the scalar
-    loss top's random diff, which a bare float lacks); same stream, same values."""
-
-    def randn(self, *shape):
-        return np.asarray(super().randn(*shape))
-
-
-class _NumpyShim:
-    random = type("random", (), {"RandomState": _RandomState})
-
-    def __getattr__(self, name):
-        return getattr(np, name)
-
-
-layer_oracle.np = _NumpyShim()
 
 rng = np.random.RandomState(3)
 
@@ -55,72 +35,13 @@ def labels(shape, k, ignore=None, frac=0.3):
 
 def forward_case(case_id, layer_text, bottoms):
     """Forward only (no force_backward), stored in layer_oracle's format without diffs."""
-    lp = caffe_pb2.LayerParameter()
-    text_format.Merge(layer_text, lp)
-    names = []
-    for b in lp.bottom:
-        if b not in names:
-            names.append(b)
-    net_text = ""
-    for n, arr in zip(names, bottoms):
-        dims = " ".join("dim: %d" % d for d in np.shape(arr))
-        net_text += 'layer { name: "in_%s" type: "Input" top: "%s" input_param { shape { %s } } }\n' % (n, n, dims)
-    net_text += "layer {\n%s\n}\n" % layer_text
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(net_text)
-    try:
-        net = caffe.Net(f.name, caffe.TEST)
-    finally:
-        os.unlink(f.name)
-    out = {"layer": np.array(layer_text), "phase": np.array("TEST"),
-           "bottom_names": np.array(" ".join(names)), "top_names": np.array(" ".join(lp.top))}
-    for i, (n, arr) in enumerate(zip(names, bottoms)):
-        net.blobs[n].data[...] = arr
-        out["bottom_%d" % i] = np.asarray(arr, np.float32).copy()
-    net.forward()
-    for i, t in enumerate(lp.top):
-        out["top_%d" % i] = net.blobs[t].data.copy()
-    np.savez(os.path.join(GOLDEN, case_id + ".npz"), **out)
+    return case(case_id, layer_text, bottoms, force_backward=False, backward=False)
 
 
 def param_fed_case(case_id, layer_text, bottoms, seed=0):
-    """Backward without force_backward: bottom 0 comes from a Parameter layer (so it needs a
-    gradient), the others from Input layers (no gradient). For InfogainLoss with H as a bottom,
-    which aborts when force_backward asks for a gradient to H. Same file format as case()."""
-    rs = np.random.RandomState(seed + 7919)
-    lp = caffe_pb2.LayerParameter()
-    text_format.Merge(layer_text, lp)
-    names = list(dict.fromkeys(lp.bottom))
-    dims = " ".join("dim: %d" % d for d in np.shape(bottoms[0]))
-    net_text = 'layer { name: "in_%s" type: "Parameter" top: "%s" parameter_param { shape { %s } } }\n' % (
-        names[0], names[0], dims)
-    for n, arr in zip(names[1:], bottoms[1:]):
-        dims = " ".join("dim: %d" % d for d in np.shape(arr))
-        net_text += 'layer { name: "in_%s" type: "Input" top: "%s" input_param { shape { %s } } }\n' % (n, n, dims)
-    net_text += "layer {\n%s\n}\n" % layer_text
-    with tempfile.NamedTemporaryFile("w", suffix=".prototxt", delete=False) as f:
-        f.write(net_text)
-    try:
-        net = caffe.Net(f.name, caffe.TEST)
-    finally:
-        os.unlink(f.name)
-    out = {"layer": np.array(layer_text), "phase": np.array("TEST"),
-           "bottom_names": np.array(" ".join(names)), "top_names": np.array(" ".join(lp.top))}
-    net.params["in_" + names[0]][0].data[...] = bottoms[0]
-    for i, (n, arr) in enumerate(zip(names, bottoms)):
-        if i:
-            net.blobs[n].data[...] = arr
-        out["bottom_%d" % i] = np.asarray(arr, np.float32).copy()
-    net.forward()
-    for i, t in enumerate(lp.top):
-        out["top_%d" % i] = net.blobs[t].data.copy()
-        d = np.asarray(rs.randn(*net.blobs[t].diff.shape)).astype(np.float32)
-        net.blobs[t].diff[...] = d
-        out["top_diff_%d" % i] = d
-    net.backward()
-    for i, n in enumerate(names):
-        out["bottom_diff_%d" % i] = net.blobs[n].diff.copy() if i == 0 else np.zeros_like(out["bottom_%d" % i])
-    np.savez(os.path.join(GOLDEN, case_id + ".npz"), **out)
+    """Backward without force_backward, bottom 0 fed by a Parameter layer (InfogainLoss with H as a
+    bottom aborts when force_backward asks for a gradient to H)."""
+    return case(case_id, layer_text, bottoms, seed=seed, force_backward=False, grad_bottoms=(0,))
 
 
 def L(type_, bottoms, tops=("loss",), extra=""):
