@@ -70,6 +70,9 @@ class Net(nn.Module):
         self.input_blobs = {}
         #: run BatchNorm(global stats) + in-place Scale pairs as one batch_norm call (netspec.netfuse)
         self.fuse_bn_scale = True
+        #: run Convolution/InnerProduct [+ BatchNorm + Scale] [+ ReLU] in-place chains as one oneDNN call
+        #: with cached reordered weights when no gradient is wanted (netspec.netfuse.plan_chains)
+        self.fast_inference = True
         #: when True, forward calls retain_grad() on every blob that requires grad (diffs for inspection)
         self.retain_blob_grads = False
         if weights:
@@ -140,6 +143,7 @@ class Net(nn.Module):
         self.outputs = sorted(available)     # std::set order, as Caffe's net outputs
         self._mark_grad_free_layers()
         netfuse.plan(self)
+        netfuse.plan_chains(self)
         self._index = {n: i for i, n in reversed(list(enumerate(self.layer_names)))}
 
     def _mark_grad_free_layers(self):
@@ -169,14 +173,20 @@ class Net(nn.Module):
                            f"inputs are {', '.join(self.inputs) or 'none'}")
         total = None
         blobs.update(fed)
-        fused = False
+        skip = 0
         for k in range(i0, i1 + 1):
             s = self._steps[k]
-            if fused:       # this Scale ran inside the BatchNorm step before it
-                fused = False
+            if skip:        # this step ran inside a fused step before it
+                skip -= 1
+                continue
+            if s.chain and k + s.chain - 1 <= i1 \
+                    and self.fast_inference and self.fuse_bn_scale and s.bottoms[0] in blobs \
+                    and netfuse.chain_ready(self, k, blobs[s.bottoms[0]]):
+                blobs[s.tops[0]] = netfuse.run_chain(self, k, blobs[s.bottoms[0]])
+                skip = s.chain - 1
                 continue
             if s.fuse and k < i1 and self.fuse_bn_scale:
-                fused, nxt = True, self._steps[k + 1]
+                skip, nxt = 1, self._steps[k + 1]
                 with torch.no_grad() if s.grad_free else contextlib.nullcontext():
                     y = blobs[nxt.tops[0]] = netfuse.bn_scale(s.layer, nxt.layer, blobs[s.bottoms[0]])
                 if self.retain_blob_grads and y.requires_grad:
@@ -317,7 +327,7 @@ class _Step:
     bottom indices to detach (propagate_down false); source: no bottoms (Input/data layers);
     feeds: an Input layer, whose tops come from the call's arguments."""
     __slots__ = ("layer", "bottoms", "tops", "loss", "detach", "grad_free", "fuse", "source", "feeds", "key",
-                 "variants")
+                 "variants", "chain")
 
     def __init__(self, layer, bottoms, tops, loss, detach):
         self.layer, self.bottoms, self.tops, self.loss, self.detach = layer, bottoms, tops, loss, detach
@@ -328,6 +338,7 @@ class _Step:
         self.key = None if dynamic else tuple(tuple(b) for b in layer.bottom_shapes)
         self.variants = {self.key: layer}
         self.grad_free = self.fuse = False
+        self.chain = 0
 
 
 def _copy(lp):
