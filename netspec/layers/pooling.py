@@ -103,8 +103,13 @@ class Pooling(Layer):
         self.register_buffer("divisor", (div[0][:, None] * div[1][None, :]).float(), persistent=False)
         self.top_shapes = [shape[:2] + self.out] * len(lp.top)
 
-    def _crop(self, y):
-        return y[..., :self.out[0], :self.out[1]].contiguous()
+    def _crop(self, y, x=None):
+        """Caffe's output window of torch's (possibly larger) ceil-mode output, in the layout of the
+        bottom x: channels-last stays channels-last (the fused inference convolutions produce it),
+        anything else becomes NCHW-contiguous."""
+        y = y[..., :self.out[0], :self.out[1]]
+        cl = x is not None and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        return y.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
 
     @staticmethod
     def _cl(x):
@@ -129,7 +134,7 @@ class Pooling(Layer):
         elif self.fast:
             r = F.max_pool2d(self._cl(x), self.kernel, self.stride, self.pad, ceil_mode=self.ceil_mode,
                              return_indices=want_mask)
-            y, idx = (self._crop(r[0]), self._crop(r[1])) if want_mask else (self._crop(r), None)
+            y, idx = (self._crop(r[0], x), self._crop(r[1], x)) if want_mask else (self._crop(r, x), None)
         else:
             xp = F.pad(x, self.pads, value=float("-inf"))
             r = F.max_pool2d(self._cl(xp), self.kernel, self.stride, return_indices=want_mask)
@@ -147,14 +152,14 @@ class Pooling(Layer):
         """Sum of each window's in-image cells."""
         if self.fast:
             return self._crop(F.avg_pool2d(self._cl(x), self.kernel, self.stride, self.pad,
-                                           ceil_mode=self.ceil_mode, divisor_override=1))
+                                           ceil_mode=self.ceil_mode, divisor_override=1), x)
         xp = self._cl(F.pad(x, self.pads))
         return F.avg_pool2d(xp, self.kernel, self.stride, divisor_override=1).contiguous()
 
     def _ave(self, x):
         if self.fast:   # torch's count_include_pad divisor is Caffe's for the same windows
             return self._crop(F.avg_pool2d(self._cl(x), self.kernel, self.stride, self.pad,
-                                           ceil_mode=self.ceil_mode, count_include_pad=True))
+                                           ceil_mode=self.ceil_mode, count_include_pad=True), x)
         return self._window_sum(x) / self.divisor.to(x.dtype)
 
     def _stochastic_train(self, x):

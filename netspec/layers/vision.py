@@ -189,7 +189,9 @@ class LRN(Layer):
 
     def forward(self, x):
         if not self.within:
-            return [_CrossChannelLRN.apply(x, self.n, self.alpha, self.beta, self.k)]
+            if x.dim() == 4 and x.requires_grad and torch.is_grad_enabled():
+                return [_CrossChannelLRN.apply(x, self.n, self.alpha, self.beta, self.k)]
+            return [_lrn_across(x, self.n, self.alpha, self.beta, self.k, keep=False)]
         sq = x * x
         if sq.device.type == "cpu":   # torch's CPU pooling is much faster channels-last (see pooling.py)
             sq = sq.contiguous(memory_format=torch.channels_last)
@@ -197,14 +199,51 @@ class LRN(Layer):
         return [x * cm.lrn_within_scale(sq_mean, self.alpha).pow(-self.beta)]
 
 
-def _channel_window_sum(t, n):
-    """Sum over the n channels centred on each channel (zeros outside [0, C)): n shifted adds."""
-    half, C = (n - 1) // 2, t.shape[1]
-    p = F.pad(t, (0, 0, 0, 0, half, half))
-    out = p[:, 0:C].clone()
+def _window_sum_last(v, n):
+    """Sum over the n entries centred on each entry of the last axis (zeros outside): n shifted adds."""
+    half, C = (n - 1) // 2, v.shape[-1]
+    p = F.pad(v, (half, half))
+    out = p[..., 0:C].clone()
     for i in range(1, n):
-        out += p[:, i:i + C]
+        out += p[..., i:i + C]
     return out
+
+
+def _channel_window_sum(t, n):
+    """Sum over the n channels centred on each channel of an (N, C, H, W) tensor, computed on the
+    (N, H, W, C) view (contiguous for channels-last data); returned as an (N, C, H, W) view."""
+    return _window_sum_last(t.permute(0, 2, 3, 1), n).permute(0, 3, 1, 2)
+
+
+def _neg_pow_(s, beta):
+    """s ** -beta in place; beta = 0.75 (every zoo net) as rsqrt(s) * rsqrt(sqrt(s)), 3x faster than
+    pow here and within 2 float32 ulps of it."""
+    if beta == 0.75:
+        r = torch.sqrt(s).rsqrt_()
+        return s.rsqrt_().mul_(r)
+    return s.pow_(-beta)
+
+
+def _lrn_across(x, n, alpha, beta, k, keep):
+    """LRN ACROSS_CHANNELS forward, one sample at a time on the channels-innermost view so that each
+    pass stays in cache (lrn_layer.cpp CrossChannelForward_cpu: squares scaled by alpha/n, summed over
+    the window, plus k; y = x * scale^-beta). keep: also return scale and scale^-beta."""
+    v, y = x.permute(0, 2, 3, 1), torch.empty_like(x)
+    yv = y.permute(0, 2, 3, 1)
+    scale = torch.empty(v.shape, dtype=x.dtype, device=x.device) if keep else None
+    power = torch.empty_like(scale) if keep else None
+    for i in range(x.shape[0]):
+        vi = v[i:i + 1]
+        s = _window_sum_last((vi * vi).mul_(alpha / n), n).add_(k)
+        if keep:
+            scale[i:i + 1] = s
+        s = _neg_pow_(s, beta)
+        if keep:
+            power[i:i + 1] = s
+        torch.mul(vi, s, out=yv[i:i + 1])
+    if keep:
+        return y, scale.permute(0, 3, 1, 2), power.permute(0, 3, 1, 2)
+    return y
 
 
 class _CrossChannelLRN(torch.autograd.Function):
@@ -213,9 +252,7 @@ class _CrossChannelLRN(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, n, alpha, beta, k):
-        scale = cm.lrn_across_scale(_channel_window_sum(x * x, n) / n, alpha, k)
-        power = scale.pow(-beta)
-        y = x * power
+        y, scale, power = _lrn_across(x, n, alpha, beta, k, keep=True)
         ctx.save_for_backward(x, y, scale, power)
         ctx.coef = 2.0 * alpha * beta / n
         ctx.n = n
