@@ -34,7 +34,7 @@ def _net(text):
 def _reference(net, x):
     """The unfused layers' arithmetic in float64."""
     w, b = (p.detach().double() for p in net.params["conv"])
-    y = F.conv2d(x.double(), w, b, 2, 1)
+    y = F.conv2d(x.double(), w, b, 2, (w.shape[-1] - 1) // 2)
     if "bn" in net.params:
         mean, var, factor = (p.detach().double() for p in net.params["bn"])
         gamma, beta = (p.detach().double() for p in net.params["sc"])
@@ -79,8 +79,11 @@ def test_conv_batchnorm_scale_relu_and_fc_relu_run_fused(monkeypatch):
         torch.testing.assert_close(fused_blobs[k], v, rtol=1e-5, atol=1e-6)
 
 
-def test_cached_weights_follow_in_place_changes(monkeypatch):
-    net = _net(IN + CONV + BN + RELU)
+@pytest.mark.parametrize("kernel", [3, 5])      # oneDNN channels-last call / F.conv2d on NCHW data
+def test_cached_weights_follow_in_place_changes(kernel):
+    net = _net(IN + CONV.replace("kernel_size: 3 pad: 1", f"kernel_size: {kernel} pad: {(kernel - 1) // 2}")
+               + BN + RELU)
+    assert net._steps[1].chain == 4
     x = torch.randn(2, 3, 7, 7)
     with torch.no_grad():
         net(x=x)
