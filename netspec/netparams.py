@@ -3,13 +3,19 @@
 * ParamSpec entries apply positionally to a layer's blobs; more entries than blobs is an error.
 * A named ParamSpec seen before makes the layer a *sharer*: its blob becomes the owner's
   ``nn.Parameter`` (same object, so gradients of all users accumulate in one ``.grad``). STRICT
-  (default) needs identical shapes, PERMISSIVE equal counts. lr_mult/decay_mult: the owner's; a sharer
-  that sets one the owner left unset supplies it; both set and different is an error.
+  (default) needs identical shapes, PERMISSIVE equal counts (AppendParam's checks). A PERMISSIVE sharer
+  of another shape sees the owner's storage in its own shape, as Caffe's Blob::ShareData/ShareDiff do
+  (the same memory read row-major, not a transpose): its layer's ``blobs`` becomes a ``ViewedBlobs``
+  that hands out ``owner.view(shape)`` at each access, so autograd sums both users' gradients into the
+  owner's ``.grad``. lr_mult/decay_mult: the owner's; a sharer that sets one the owner left unset
+  supplies it; both set and different is an error.
 * Learnable params = owners, in layer x blob order (the solver's history layout). A blob whose users
   all have lr_mult 0 gets ``requires_grad=False`` unless the net has ``force_backward``.
 * State dict keys are ``"<layer>.<blob index>"`` via hooks (see register_state_dict_hooks).
 """
 import re
+
+from torch import nn
 
 from protos import caffe_pb2
 from protos.errors import NetError
@@ -47,30 +53,89 @@ def wire_params(net):
         net.layers[e.layer_index].blobs[e.blob_index].requires_grad_(bool(e.need_grad or net.force_backward))
 
 
+def _dims(shape):
+    shape = tuple(int(d) for d in shape)
+    n = 1
+    for d in shape:
+        n *= d
+    return f"{shape} (count {n})"
+
+
 def _share(net, owner, layer, lp, bi, spec):
     src = net.layers[owner.layer_index].blobs[owner.blob_index]
     mine = layer.blobs[bi]
-    where = f"layer '{lp.name}' ({lp.type}): shared param '{spec.name}' (blob {bi})"
-    if tuple(src.shape) != tuple(mine.shape):
+    owner_name = net.layer_names[owner.layer_index]
+    where = f"layer '{lp.name}' ({lp.type}): cannot share param '{spec.name}' (blob {bi}) owned by layer " \
+            f"'{owner_name}' (blob {owner.blob_index})"
+    shape = tuple(mine.shape)
+    if shape != tuple(src.shape):
         if spec.share_mode == _STRICT:
-            raise NetError(f"{where} has shape {tuple(mine.shape)}, owner has {tuple(src.shape)} "
-                           f"(share_mode STRICT needs identical shapes)")
+            raise NetError(f"{where}: shape mismatch; sharing layer expects shape {_dims(shape)}, owner has "
+                           f"{_dims(src.shape)}; share_mode STRICT needs identical shapes (PERMISSIVE: equal "
+                           f"counts)")
         if src.numel() != mine.numel():
-            raise NetError(f"{where} has count {mine.numel()}, owner has {src.numel()} "
-                           f"(share_mode PERMISSIVE needs equal counts)")
-        raise NetError(f"{where}: PERMISSIVE sharing between different shapes {tuple(mine.shape)} and "
-                       f"{tuple(src.shape)} is not supported")
+            raise NetError(f"{where}: count mismatch; sharing layer shape {tuple(mine.shape)} has count "
+                           f"{mine.numel()}, owner has {_dims(src.shape)}; share_mode PERMISSIVE needs equal "
+                           f"counts")
     for field, has in (("lr_mult", "has_lr"), ("decay_mult", "has_decay")):
         if spec.HasField(field):
             if getattr(owner, has):
                 if getattr(owner, field) != getattr(spec, field):
-                    raise NetError(f"{where} has mismatched {field} ({getattr(spec, field)} vs the owner's "
+                    raise NetError(f"layer '{lp.name}' ({lp.type}): shared param '{spec.name}' (blob {bi}) has "
+                                   f"mismatched {field} ({getattr(spec, field)} vs the owner's "
                                    f"{getattr(owner, field)})")
             else:
                 setattr(owner, field, getattr(spec, field))
                 setattr(owner, has, True)
     owner.need_grad = owner.need_grad or spec.lr_mult != 0
-    layer.blobs[bi] = src
+    set_blob(layer, bi, raw_blob(net.layers[owner.layer_index], owner.blob_index), shape)
+
+
+class ViewedBlobs(nn.ParameterList):
+    """A layer's ``blobs`` where some entries are another layer's parameter seen in this layer's shape
+    (PERMISSIVE sharing of equal counts, Blob::ShareData + ShareDiff). ``blobs[i]`` returns
+    ``param.view(shape)`` (a fresh autograd view at every access, so gradients flow into the owner);
+    ``raw(i)`` the registered parameter itself."""
+
+    def __init__(self, params=()):
+        super().__init__()
+        self.shapes = {}
+        for p in params:
+            self.append(p)
+
+    def raw(self, idx):
+        return super().__getitem__(idx)
+
+    def __getitem__(self, idx):
+        p = super().__getitem__(idx)
+        if isinstance(idx, slice):
+            return p
+        shape = self.shapes.get(int(self._get_abs_string_index(idx)))
+        return p if shape is None or tuple(p.shape) == shape else p.view(shape)
+
+    def __setitem__(self, idx, param):
+        self.shapes.pop(int(self._get_abs_string_index(idx)), None)
+        super().__setitem__(idx, param)
+
+
+def raw_blob(layer, i):
+    """The nn.Parameter behind ``layer.blobs[i]`` (the owner's, for a PERMISSIVE sharer's view)."""
+    blobs = layer.blobs
+    return blobs.raw(i) if isinstance(blobs, ViewedBlobs) else blobs[i]
+
+
+def set_blob(layer, i, param, shape):
+    """Make ``layer.blobs[i]`` the parameter ``param`` seen in ``shape`` (a view when the shapes differ)."""
+    shape = tuple(int(d) for d in shape)
+    blobs = layer.blobs
+    if tuple(param.shape) == shape:
+        blobs[i] = param
+        return
+    if not isinstance(blobs, ViewedBlobs):
+        blobs = ViewedBlobs(list(blobs))
+        layer.blobs = blobs
+    blobs[i] = param
+    blobs.shapes[i] = shape
 
 
 def learnable_params(net):
@@ -94,11 +159,12 @@ def share_with(net, other):
             if tuple(d.shape) != tuple(s.shape):
                 raise NetError(f"share_with: layer '{name}' blob {i} has shape {tuple(d.shape)} here and "
                                f"{tuple(s.shape)} in the source net")
-            replace.setdefault(id(d), s)
+            replace.setdefault(id(raw_blob(dst, i)), raw_blob(src_layer, i))
     for layer in net.layers:
-        for i, p in enumerate(layer.blobs):
+        for i in range(len(layer.blobs)):
+            p = raw_blob(layer, i)
             if id(p) in replace:
-                layer.blobs[i] = replace[id(p)]
+                set_blob(layer, i, replace[id(p)], layer.blobs[i].shape)
 
 
 _KEY = re.compile(r"^layers\.(\d+)\.(.*)$")

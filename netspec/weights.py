@@ -15,7 +15,8 @@ peak memory is about file size + the net's parameters.
 Writing follows Net::ToProto: the net name, then every layer's LayerParameter as the net holds it (phase
 set, default loss_weight) with its blobs (``shape`` + packed ``data``), fields in field-number order as
 Caffe's serializer emits them. ``.pth``: ``{"<layer>.<i>": tensor}`` saved with ``torch.save`` and read
-back with ``torch.load(weights_only=True)``. Writes are atomic (temporary file + rename).
+back with ``torch.load(weights_only=True)``. HDF5 (``.h5``/``.hdf5``, or any file with HDF5's signature when
+reading, as Caffe's H5Fis_hdf5 test): netspec.weights_h5. Writes are atomic (temporary file + rename).
 """
 import os
 import tempfile
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from protos.errors import WeightsError
-from . import wire
+from . import weights_h5, wire
 
 
 def _format(path):
@@ -42,8 +43,8 @@ def load_weights(net, path):
     fmt = _format(path)
     if fmt == "pth":
         return _load_pth(net, path)
-    if fmt == "h5":
-        return _load_h5(net, path)
+    if fmt == "h5" or (fmt == "caffemodel" and weights_h5.is_hdf5(path)):   # Caffe: H5Fis_hdf5
+        return weights_h5.load(net, path)
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
@@ -118,39 +119,12 @@ def _load_pth(net, path):
     return ignored
 
 
-def _load_h5(net, path):
-    """HDF5 weights (Net::CopyTrainedLayersFromHDF5): /data/<layer>/<i>, exact shapes."""
-    import h5py
-    ignored = []
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot read HDF5 weights: {e}") from None
-    with f, torch.no_grad():
-        if "data" not in f:
-            raise WeightsError(f"{path}: no /data group (not a Caffe HDF5 model)")
-        for name in f["data"]:
-            if name not in net._index:
-                ignored.append(name)
-                continue
-            blobs = net.layers[max(i for i, n in enumerate(net.layer_names) if n == name)].blobs
-            group = f["data"][name]
-            for i, p in enumerate(blobs):
-                if str(i) not in group:
-                    continue
-                arr = np.asarray(group[str(i)], dtype=np.float32)
-                if arr.shape != tuple(p.shape):
-                    raise WeightsError(f"{path}: layer '{name}' blob {i}: file shape {arr.shape}, "
-                                       f"net shape {tuple(p.shape)}")
-                p.copy_(torch.from_numpy(arr))
-    return ignored
-
-
 def save_weights(net, path):
-    """Write the net's blobs to ``path``: .pth/.pt as a torch dict, anything else as a .caffemodel."""
+    """Write the net's blobs to ``path``: .pth/.pt as a torch dict, .h5/.hdf5 in Caffe's HDF5 layout
+    (netspec.weights_h5), anything else as a .caffemodel."""
     fmt = _format(path)
     if fmt == "h5":
-        raise WeightsError(f"{path}: writing HDF5 weights is not supported; use .caffemodel or .pth")
+        return weights_h5.save(net, path)
     d = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
     try:

@@ -371,6 +371,16 @@ class Net:
         """Write the weights: .pth/.pt as a torch dict, anything else as a binary .caffemodel."""
         self.torch_net.save_weights(path)
 
+    def save_hdf5(self, path):
+        """pycaffe's save_hdf5 (Net::ToHDF5 without diffs): Caffe's HDF5 layout whatever the file name."""
+        from netspec import weights_h5
+        weights_h5.save(self.torch_net, path)
+
+    def load_hdf5(self, path):
+        """pycaffe's load_hdf5 (Net::CopyTrainedLayersFromHDF5): read an HDF5 model whatever its name."""
+        from netspec import weights_h5
+        weights_h5.load(self.torch_net, path)
+
     def share_with(self, other):
         """Use ``other``'s parameter blobs for the layers both nets have (ShareTrainedLayersWith)."""
         self.torch_net.share_with(other.torch_net if isinstance(other, Net) else other)

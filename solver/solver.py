@@ -18,7 +18,7 @@ import torch
 
 from protos.errors import SolverError
 from . import groups, netsetup, policies, state
-from .log import log, num, output_lines, warn
+from .log import log, num, output_lines
 from .optim import SOLVERS
 
 ACTIONS = ("stop", "snapshot", "none")
@@ -59,10 +59,8 @@ class Solver:
         self.iter = 0
         self.current_step = 0
         self.feed = feed
-        self.snapshot_format = "binaryproto"   # or "pth" (set by the caller / -snapshot_format)
-        if p.snapshot_format == p.HDF5:
-            warn(f"{self.path}: snapshot_format HDF5 is not supported; snapshots are binary proto",
-                 "solver.cpp:0")
+        # "binaryproto", "hdf5" (snapshot_format: HDF5) or "pth" (set by the caller / -snapshot_format)
+        self.snapshot_format = "hdf5" if p.snapshot_format == p.HDF5 else "binaryproto"
         self.smoothed_loss = 0.0
         self._losses = []
         self._pending = None            # a signal's action, polled after each update / before test batches
@@ -244,8 +242,9 @@ class Solver:
         return prefix
 
     def snapshot(self, fmt=None):
-        """Write <prefix>_iter_<iter>.caffemodel + .solverstate (fmt "pth": .pth + .solverstate.pth);
-        both written atomically. Returns (model path, state path)."""
+        """Write <prefix>_iter_<iter>.caffemodel + .solverstate (fmt "hdf5": .caffemodel.h5 +
+        .solverstate.h5; fmt "pth": .pth + .solverstate.pth); both written atomically. Returns (model
+        path, state path)."""
         fmt = fmt or self.snapshot_format
         base = f"{self._prefix()}_iter_{self.iter}"
         history = state.history_list(self.optimizer, self.learnable)
@@ -257,6 +256,12 @@ class Solver:
             payload = {"iter": self.iter, "learned_net": model, "current_step": self.current_step,
                        "history": [h.detach().cpu() for h in history]}
             netsetup.atomic_torch_save(payload, solverstate)
+        elif fmt == "hdf5":   # Solver::SnapshotToHDF5, SGDSolver::SnapshotSolverStateToHDF5
+            model, solverstate = base + ".caffemodel.h5", base + ".solverstate.h5"
+            log(f"Snapshotting to HDF5 file {model}", "solver.cpp:474")
+            self.net.save_weights(model)
+            log(f"Snapshotting solver state to HDF5 file {solverstate}", "sgd_solver.cpp:296")
+            state.write_solverstate_h5(solverstate, self.iter, model, history, self.current_step)
         else:
             model, solverstate = base + ".caffemodel", base + ".solverstate"
             log(f"Snapshotting to binary proto file {model}", "solver.cpp:464")
@@ -280,7 +285,7 @@ class Solver:
                 alt = os.path.join(os.path.dirname(path), os.path.basename(model))
                 model = alt if os.path.exists(alt) else model
             self.net.load_weights(model)
-        state.load_histories(path, st, self.optimizer, self.learnable)
+        state.load_histories(path, st, self.optimizer, self.learnable, exact_shapes=path.endswith(".h5"))
         self.iter = st.iter
         self.current_step = st.current_step
         self.optimizer.iteration = st.iter

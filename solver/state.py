@@ -7,6 +7,7 @@ N second-moment blobs) and ``current_step`` (4). Fields are written in field-num
 history blob as ``data`` (packed float) then ``shape``, as Caffe's serializer does, so a file we write
 is byte-identical to Caffe's for the same numbers. The float payload is streamed and read as numpy
 views (netspec.wire), not through protobuf repeated fields: CaffeNet's history is 60M floats.
+HDF5 states (.solverstate.h5, snapshot_format: HDF5) are read and written by netspec.weights_h5.
 """
 import os
 import tempfile
@@ -51,6 +52,12 @@ def write_solverstate(path, iteration, learned_net, history, current_step=0):
         raise
 
 
+def write_solverstate_h5(path, iteration, learned_net, history, current_step=0):
+    """Write an HDF5 solver state (SnapshotSolverStateToHDF5's layout, netspec.weights_h5) atomically."""
+    from netspec import weights_h5
+    weights_h5.write_solverstate(path, iteration, learned_net, history, current_step)
+
+
 class SolverStateFile:
     """A parsed .solverstate: ``iter``, ``learned_net``, ``current_step``, ``history`` (float32 arrays,
     shaped as stored)."""
@@ -60,8 +67,14 @@ class SolverStateFile:
 
 
 def read_solverstate(path):
+    """Read a binary .solverstate, or an HDF5 one (name ending in .h5, as Solver::Restore decides)."""
     if str(path).endswith(".h5"):
-        raise SolverError(f"{path}: HDF5 solver states are not supported; use a binary .solverstate")
+        from netspec import weights_h5
+        from protos.errors import WeightsError
+        try:
+            return SolverStateFile(*weights_h5.read_solverstate(path))
+        except WeightsError as e:
+            raise SolverError(str(e)) from None
     try:
         with open(path, "rb") as f:
             buf = bytearray(f.read())
@@ -86,8 +99,9 @@ def read_solverstate(path):
     return SolverStateFile(iteration, learned, step, history)
 
 
-def load_histories(path, state, optimizer, params):
-    """Copy ``state.history`` into the optimizer's history tensors of ``params`` (learnable order)."""
+def load_histories(path, state, optimizer, params, exact_shapes=False):
+    """Copy ``state.history`` into the optimizer's history tensors of ``params`` (learnable order).
+    ``exact_shapes``: each blob must have the parameter's shape (HDF5 states: hdf5_load_nd_dataset)."""
     slots = [optimizer.histories(p) for p in params]
     k = len(optimizer.history_keys)
     if len(state.history) != k * len(params):
@@ -98,6 +112,9 @@ def load_histories(path, state, optimizer, params):
             for i, p in enumerate(params):
                 arr = state.history[j * len(params) + i]
                 dst = slots[i][j]
+                if exact_shapes and tuple(arr.shape) != tuple(dst.shape):
+                    raise SolverError(f"{path}: history blob {j * len(params) + i} has shape {tuple(arr.shape)}, "
+                                      f"parameter has shape {tuple(dst.shape)}")
                 if arr.size != dst.numel():
                     raise SolverError(f"{path}: history blob {j * len(params) + i} has {arr.size} values, "
                                       f"parameter has shape {tuple(dst.shape)}")
