@@ -104,10 +104,12 @@ class ParamBlob(_BlobBase):
         return self._layer.blobs[self._index]
 
     def _grad(self):
-        p = self._tensor()
+        from netspec.netparams import raw_blob
+        p = raw_blob(self._layer, self._index)   # the owner's parameter for a PERMISSIVE sharer's view
         if p.grad is None or tuple(p.grad.shape) != tuple(p.shape):
             p.grad = torch.zeros_like(p.detach())
-        return p.grad
+        seen = self._tensor()
+        return p.grad if seen is p else p.grad.view(seen.shape)
 
     def reshape(self, *shape):
         shape = _as_shape(shape)

@@ -103,15 +103,12 @@ def train(flags):
     param, _ = read_solver_param(flags["solver"])
     if flags["iterations"] >= 0:
         param.max_iter = flags["iterations"]
-    for ext in (".h5",):
-        if flags["snapshot"].endswith(ext):
-            raise SolverError(f"{flags['snapshot']}: HDF5 solver states are not supported")
-    if flags["snapshot_format"] not in ("", "binaryproto", "pth"):
-        raise SolverError(f"-snapshot_format: '{flags['snapshot_format']}'; valid: binaryproto, pth")
+    if flags["snapshot_format"] not in ("", "binaryproto", "hdf5", "pth"):
+        raise SolverError(f"-snapshot_format: '{flags['snapshot_format']}'; valid: binaryproto, hdf5, pth")
     device = select_device(flags["gpu"], param)
     level = flags["level"] if flags["level"] else None
     solver = Solver(flags["solver"], param=param, stages=_stages(flags), level=level, device=device)
-    solver.snapshot_format = flags["snapshot_format"] or "binaryproto"
+    solver.snapshot_format = flags["snapshot_format"] or solver.snapshot_format
     if flags["weights"]:
         solver.load_weights(flags["weights"])
     solver.install_signal_handlers(flags["sigint_effect"], flags["sighup_effect"])

@@ -116,3 +116,20 @@ def test_shape_and_count_errors_carry_caffes_content():
         # (the net is cut after ipB: our Net checks layer shapes before wiring params, Caffe layer by layer)
         Net(text[:text.index('layer { name: "lossB"')].replace("num_output: 6 weight", "num_output: 5 weight"),
             phase="TRAIN")
+
+
+def test_pycaffe_diff_of_a_permissive_sharer_is_the_owners_in_its_shape(gold):
+    """recaffe facade: net.params[sharer][i].diff reads the owner's diff (Caffe's one diff buffer) in the
+    sharer's shape, as real pycaffe shows it."""
+    from recaffe.net import Net as FacadeNet
+    net = FacadeNet(PROTO, 1)     # TRAIN
+    inner = net.torch_net
+    with torch.no_grad():
+        for key in OWNERS:
+            layer, i = key.split(".")
+            inner.params[layer][int(i)].copy_(torch.from_numpy(gold[f"p_{layer}_{i}"]))
+    inner(**{k: torch.from_numpy(gold[k]) for k in ("x", "y", "img", "v", "t")})
+    inner.backward()
+    for sharer in SHARERS:
+        sl, si = sharer.split(".")
+        close(net.params[sl][int(si)].diff, gold[f"d_{sl}_{si}"])

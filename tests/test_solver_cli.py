@@ -144,3 +144,23 @@ def test_gpu_request_without_cuda_falls_back_with_a_note():
         assert dev.type == "cuda"
     else:
         assert dev.type == "cpu" and any(l.startswith("W") and "CUDA is not available" in l for l in lines)
+
+
+def test_train_writes_and_resumes_hdf5_snapshots(tmp_path, capsys):
+    """snapshot_format: HDF5 in the solver file is kept by tools/train, and -snapshot=<x>.solverstate.h5
+    resumes: 8 + 4 iterations end on the weights of 12 uninterrupted ones (the data source holds 4
+    batches, so the resumed data layer, restarting at its beginning as Caffe's does, is in step)."""
+    path = write_case(tmp_path, "sgd", f'snapshot: 8 snapshot_format: HDF5 snapshot_prefix: "{tmp_path}/s"')
+    with one_thread(), capture():
+        _ok(tools.train.main, ["-solver=" + path, "-weights=" + INIT, "-iterations=12"])
+    for it in (8, 12):
+        assert (tmp_path / f"s_iter_{it}.caffemodel.h5").exists() and (tmp_path / f"s_iter_{it}.solverstate.h5").exists()
+    import h5py
+    with h5py.File(tmp_path / "s_iter_12.caffemodel.h5", "r") as f:
+        full = {k: f["data"][k]["0"][()] for k in f["data"] if "0" in f["data"][k]}
+    os.remove(tmp_path / "s_iter_12.caffemodel.h5")
+    with one_thread(), capture():
+        _ok(tools.caffe.main, ["train", "-solver=" + path, f"-snapshot={tmp_path}/s_iter_8.solverstate.h5",
+                               "-iterations=12"])
+    with h5py.File(tmp_path / "s_iter_12.caffemodel.h5", "r") as f:
+        assert full and all(np.array_equal(f["data"][k]["0"][()], v) for k, v in full.items())
