@@ -12,6 +12,7 @@ Caffe reports its own averages over N iterations (best of R runs). Prints ms per
 ratios.
 """
 import argparse
+import math
 import os
 import re
 import subprocess
@@ -108,6 +109,29 @@ def bench_caffe(param, iters, threads):
     return float(fwd.group(1)), float(fb.group(1))
 
 
+def net_flops(net):
+    """Multiply-add FLOPs (2 per MAC) of the net's Convolution and InnerProduct layers, one forward."""
+    total = 0
+    for t, layer, s in zip(net.layer_types, net.layers, net._steps):
+        if t == "Convolution":
+            w = layer.blobs[0]
+            total += 2 * math.prod(net.blob_shapes[s.tops[0]]) * w[0].numel()
+        elif t == "InnerProduct":
+            total += 2 * math.prod(net.blob_shapes[s.tops[0]]) * layer.K
+    return total
+
+
+def sgemm_peak(threads):
+    """Best GFLOP/s of a 2048^3 float32 matrix product here (an upper bound for any convolution)."""
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * 2048 ** 3 / best / 1e9
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=5)
@@ -121,9 +145,12 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per iteration")
     print(f"{'net':10} {'batch':>5} | {'fwd ours':>9} {'torch':>8} {'caffe':>8} {'caffe/ours':>10} "
           f"{'ours/torch':>10} | {'f+b ours':>9} {'torch':>8} {'caffe':>8} {'caffe/ours':>10} {'ours/torch':>10}")
+    peak = sgemm_peak(args.threads)
+    bounds = []
     for name in args.nets.split(","):
         shape = NETS[name]
         param, net, hand = build(name, shape)
+        flops = net_flops(net)
         r = bench_torch(net, hand, shape, args.iters, args.rounds)
         del net, hand
         cf = cfb = float("nan")
@@ -133,6 +160,15 @@ def main():
         (of, hf), (ofb, hfb) = r["fwd"], r["fwdbwd"]
         print(f"{name:10} {shape[0]:>5} | {of:9.1f} {hf:8.1f} {cf:8.1f} {cf / of:10.2f} {of / hf:10.3f} | "
               f"{ofb:9.1f} {hfb:8.1f} {cfb:8.1f} {cfb / ofb:10.2f} {ofb / hfb:10.3f}", flush=True)
+        floor = flops / peak / 1e6      # ms for the conv/fc arithmetic alone at the sgemm peak
+        bounds.append((name, flops, floor, of, cf, ofb, cfb))
+    print(f"\nRoofline: sgemm peak {peak:.0f} GFLOP/s at {args.threads} thread(s). Convolution + InnerProduct "
+          "arithmetic alone, at that peak, bounds the time from below (forward x1, forward+backward x3):")
+    print(f"{'net':10} {'GFLOP fwd':>9} {'floor fwd':>9} {'ours GFLOP/s':>12} {'best caffe/ours fwd':>19} "
+          f"{'best caffe/ours f+b':>19}")
+    for name, flops, floor, of, cf, ofb, cfb in bounds:
+        print(f"{name:10} {flops / 1e9:9.2f} {floor:9.1f} {flops / of / 1e6:12.0f} {cf / floor:19.2f} "
+              f"{cfb / (3 * floor):19.2f}")
 
 
 if __name__ == "__main__":
