@@ -5,6 +5,7 @@ snapshot continues with the losses of Caffe's own resumed run, and bad files fai
 import json
 import os
 import shutil
+import sys
 
 import h5py
 import numpy as np
@@ -17,6 +18,9 @@ from solver.solver import Solver
 from test_solver_helpers import GOLDEN as SOLVER_GOLDEN, one_thread, write_case
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "oracle"))
+from make_h5_goldens import listing as _oracle_listing  # noqa: E402
+
 G = os.path.join(HERE, "golden", "h5")
 SMALL = os.path.join(HERE, "golden", "weights", "small.prototxt")
 PERM = os.path.join(HERE, "golden", "share", "permissive.prototxt")
@@ -31,17 +35,8 @@ def gold():
 
 
 def listing(path):
-    """The oracle's listing(): sorted 'path shape dtype' lines."""
-    lines = []
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Dataset):
-            lines.append("%s %s %s" % (name, tuple(obj.shape), obj.dtype.str.lstrip("<>|=")))
-        else:
-            lines.append("%s group" % name)
-    with h5py.File(path, "r") as f:
-        f.visititems(visit)
-    return sorted(lines)
+    """The oracle's listing() (tests/oracle/make_h5_goldens.py): sorted 'path shape dtype' lines."""
+    return list(_oracle_listing(path))
 
 
 def values(net):
