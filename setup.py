@@ -15,6 +15,7 @@ setup(
         "protobuf>=7.35",
         "lmdb",
         "pillow",
+        "opencv-python-headless>=4.5,<5",   # image decode/resize/encode as Caffe's (netspec/data/image.py)
         "h5py",
         "matplotlib",
     ],

@@ -124,6 +124,14 @@ def our_data_rate(src, mean, batches):
     return rate, cpu
 
 
+def _cv_version():
+    try:
+        import cv2
+        return cv2.__version__
+    except ImportError:
+        return "(not installed)"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
@@ -157,13 +165,17 @@ def main():
         rows.append((f"Data layer TRAIN, batch 50, crop 227, mirror, mean_file ({what})", r_o, r_c, None, None,
                      c_o, c_c))
     total = time.perf_counter() - t_all
+    load1 = open("/proc/loadavg").read().split()[0]
     lines = [f"# Data-input benchmark ({datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC)", "",
              f"{args.n} generated JPEGs of 300-640 px a side; machine: {os.cpu_count()} cores (shared), torch "
-             f"CPU. Ours uses its default worker count ({min(4, os.cpu_count() or 1)} threads); Caffe 1.0 (Debian "
-             f"CPU build) runs single-threaded tools and one prefetch thread. Peak RSS: largest process of the "
-             f"tool's process tree. Script: bench/bench_data.py ({total:.0f} s).", "",
-             f"Load average at the start: {load0}; CPU ms/image = user+sys CPU time of all processes and "
-             f"threads per image (independent of how busy the machine is).", "",
+             f"CPU. Ours uses its default worker count ({min(4, os.cpu_count() or 1)}: forked processes for "
+             f"convert_imageset, threads for the Data layer); images are decoded, resized and encoded by OpenCV "
+             f"{_cv_version()} (Caffe's datums byte for byte). Caffe 1.0 (Debian CPU build, OpenCV 4.5) runs "
+             f"single-threaded tools and one prefetch thread. Peak RSS: largest process of the tool's process "
+             f"tree. Script: bench/bench_data.py ({total:.0f} s).", "",
+             f"Load average at the start: {load0}, at the end: {load1}; CPU ms/image = user+sys CPU time of all "
+             f"processes and threads per image (much less dependent on how busy the machine is than images/s).",
+             "",
              "| what | ours (images/s) | Caffe (images/s) | ratio | CPU ms/image ours / Caffe | "
              "peak RSS ours / Caffe (MiB) |",
              "|---|---:|---:|---:|---:|---:|"]

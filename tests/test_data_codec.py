@@ -27,6 +27,22 @@ def test_raw_datum_layout_is_chw():
     assert np.array_equal(datum_to_array(f), arr.astype(np.float32) / 3)
 
 
+def test_raw_and_encoded_datum_bytes_match_protobuf():
+    """Our one-copy serialisers (convert_imageset) == protobuf's bytes of Caffe's datums, any label
+    (negative int32: 10-byte varints), any shape, strided (transposed) pixels."""
+    from netspec.data.datum import encoded_datum_bytes, raw_datum_bytes
+    rng = np.random.default_rng(0)
+    for shape in [(3, 5, 7), (1, 200, 300), (4, 1, 1)]:
+        for label in [0, 1, 127, 128, -1, 2 ** 31 - 1, -2 ** 31]:
+            a = rng.integers(0, 256, shape, dtype=np.uint8)
+            d = array_to_datum(a, label)
+            d.encoded = False                                   # CVMatToDatum sets it explicitly
+            assert raw_datum_bytes(a, label) == d.SerializeToString()
+            hwc = np.ascontiguousarray(a.transpose(1, 2, 0))    # OpenCV's layout, viewed as CHW
+            assert raw_datum_bytes(hwc.transpose(2, 0, 1), label) == d.SerializeToString()
+            assert encoded_datum_bytes(a.tobytes(), label) == encoded_datum(a.tobytes(), label).SerializeToString()
+
+
 def test_bad_datums():
     d = caffe_pb2.Datum(channels=3, height=2, width=2, data=b"\0" * 5)
     with pytest.raises(DataError, match="5 bytes, channels\\*height\\*width = 12"):
@@ -94,6 +110,24 @@ def test_mean_file_sampled_at_crop_offset_and_mirrored(tmp_path):
     for o, (m, h, w) in zip(out, plans):
         ref = (x[:, h:h + 4, w:w + 4] - mean[:, h:h + 4, w:w + 4]) * np.float32(2.0)
         assert np.array_equal(o, ref[:, :, ::-1] if m else ref)
+
+
+def test_mean_file_finish_same_with_and_without_opencv(tmp_path, monkeypatch):
+    """The OpenCV per-plane subtract (uint8 crops, mean file) == numpy's cast-then-subtract, which
+    runs when OpenCV is absent: grey and colour, mirrored or not, crops straight from the source."""
+    import netspec.data.transformer as T
+    rng = np.random.default_rng(5)
+    for c in (1, 3):
+        x = rng.integers(0, 256, (c, 9, 11), dtype=np.uint8)
+        p = str(tmp_path / f"m{c}.binaryproto")
+        write_mean(rng.random((c, 9, 11), dtype=np.float32) * 200, p)
+        tf = DataTransformer(_tp(crop_size=5, mirror=True, mean_file=p, scale=0.25), "TRAIN")
+        plans = [(m, h, w) for m in (False, True) for h in (0, 4) for w in (1, 6)]
+        pieces = [tf.crop_mirror(x, pl) for pl in plans]
+        with_cv = tf.finish_numpy(pieces, plans)
+        monkeypatch.setattr(T, "_cv2", lambda: None)
+        assert np.array_equal(tf.finish_numpy(pieces, plans), with_cv)
+        monkeypatch.undo()
 
 
 def test_transformer_errors():

@@ -4,10 +4,11 @@
 
 Caffe's flags (``-flag=value``, ``--flag value``, ``--noflag``): --gray --shuffle --backend
 --resize_width --resize_height --check_size --encoded --encode_type; ours: --skip-bad (skip and count
-unreadable images and malformed lines instead of stopping), --workers N (decoding threads),
---seed N (for --shuffle), --quiet (no progress bar), --exact_resize (OpenCV's bilinear bit for bit,
-~20x slower resizing; by default torch's uint8 bilinear, within 1 grey level of Caffe's resize). The
-database is built next to DB_NAME and renamed into place when complete.
+unreadable images and malformed lines instead of stopping), --workers N (decoding processes),
+--seed N (for --shuffle), --quiet (no progress bar). Images are decoded, resized (INTER_LINEAR) and
+encoded by OpenCV as in Caffe, so the datums are Caffe's byte for byte (--exact_resize, which chose
+that when resizing was approximate, is still accepted and changes nothing). The database is built
+next to DB_NAME and renamed into place when complete.
 """
 import os
 import sys
@@ -15,7 +16,7 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from netspec.data.convert import convert_imageset  # noqa: E402
+from netspec.data.convert import convert_imageset, tune_malloc  # noqa: E402
 from tools._cli import FlagParser, run  # noqa: E402
 
 
@@ -30,10 +31,10 @@ def parser():
     p.add_flag("encoded", False, bool, "store the encoded image in the datum")
     p.add_flag("encode_type", "", str, "re-encode images as this type (png, jpg, ...)")
     p.add_flag("skip-bad", False, bool, "skip (and count) unreadable images and malformed lines")
-    p.add_flag("workers", None, int, "decoding threads (default: min(4, cores))")
+    p.add_flag("workers", None, int, "decoding processes (default: min(4, cores))")
     p.add_flag("seed", None, int, "seed for --shuffle")
     p.add_flag("quiet", False, bool, "no progress bar")
-    p.add_flag("exact_resize", False, bool, "resize bit-exactly as OpenCV (slower)")
+    p.add_flag("exact_resize", False, bool, "accepted for compatibility: resizing is always OpenCV's")
     p.add_argument("root", metavar="ROOTFOLDER/")
     p.add_argument("list_file", metavar="LISTFILE")
     p.add_argument("db", metavar="DB_NAME")
@@ -42,10 +43,11 @@ def parser():
 
 def main(argv=None):
     a = parser().parse_args(argv)
+    tune_malloc()   # this process writes the LMDB: its large values' buffers stay allocated
     s = convert_imageset(a.root, a.list_file, a.db, gray=a.gray, shuffle=a.shuffle, resize_height=a.resize_height,
                          resize_width=a.resize_width, check_size=a.check_size, encoded=a.encoded,
                          encode_type=a.encode_type, backend=a.backend, skip_bad=a.skip_bad, workers=a.workers,
-                         seed=a.seed, progress=not a.quiet, exact_resize=a.exact_resize)
+                         seed=a.seed, progress=not a.quiet)
     for msg in s["skipped"][:20]:
         print("skipped: " + msg, file=sys.stderr)
     if len(s["skipped"]) > 20:

@@ -3,61 +3,166 @@
 
 convert_imageset: list lines -> Datums in an LMDB, key ``%08d_<path>`` (line index in the possibly
 shuffled list, so keys sort in list order). Raw datums hold CHW BGR bytes; encoded datums hold the
-original file bytes when Caffe 1.0 would store them verbatim (encoding requested, no resize and the
-type guessed from the file extension; the file is checked by parsing its header, not decoded --
-OpenCV too accepts truncated JPEGs), otherwise the decoded (resized) image re-encoded (PIL here,
-OpenCV's imencode in Caffe: same pixels for PNG, not byte-identical for JPEG). Decoding, resizing and
-serialising run in a pool of threads (PIL's decoders and resampling release the GIL; threads cost
-less CPU and memory than processes here, as nothing is pickled), results in list order; the LMDB is
-written by the calling thread, atomically.
-Resizing uses torch's uint8 bilinear (one intra-op thread per worker) unless ``exact_resize`` (see netspec.data.image.resize).
+original file bytes when Caffe stores them verbatim (encoding requested, no resize, and the file's
+extension is the encoding: always when the type is guessed from the extension, and e.g. .png files
+with --encode_type png, even with --gray; the file is checked by parsing its header, not decoded --
+OpenCV too accepts truncated JPEGs), otherwise the decoded (resized) image re-encoded. Decoding,
+resizing and encoding are OpenCV's (netspec.data.image), so the datums are Caffe's byte for byte.
+
+Reading, decoding, resizing and serialising run in forked worker processes (one OpenCV thread each;
+neither torch nor anything heavy is imported), results come back in list order and the calling
+process writes the LMDB, atomically (lmdb_io.LMDBWriter). workers <= 1: all in the calling process.
 """
-import functools
 import os
 import signal
 import sys
 import threading
 import time
-from multiprocessing.pool import ThreadPool
 
 import numpy as np
 
 from protos.errors import DataError
-from .datum import array_to_datum, datum_to_array, encoded_datum, parse_datum, raw_datum_view
-from .image import COLOR, GRAY, check_image_header, encode_image, read_image
+from .datum import (datum_to_array, encoded_datum_parts, join_parts, parse_datum, parts_size, put_parts,
+                    raw_datum_parts, raw_datum_view)
+from .image import COLOR, GRAY, check_image_header, cv2, encode_hwc, hwc_to_chw, read_file, read_image_hwc
 from .lmdb_io import LEVELDB_HINT, LMDBReader, LMDBWriter
 from .sources import read_list
 
 
 class _Job:
-    """What one worker needs to turn a list entry into (key, serialized Datum)."""
+    """What a worker needs to turn a list entry into (key, Datum parts, line, size or error)."""
 
-    def __init__(self, root, gray, height, width, encode, encode_type, exact_resize=False):
+    def __init__(self, root, gray, height, width, encode, encode_type):
         self.root, self.mode = root, GRAY if gray else COLOR
-        self.exact_resize = exact_resize
         self.height, self.width = height, width
         self.encode, self.encode_type = encode, encode_type
 
+    def _ext_matches(self, path):
+        """Caffe's matchExt (src/caffe/util/io.cpp) as the real tool behaves: the file's extension
+        equals the encoding, case-insensitively ("jpg" also takes .jpeg); a guessed encoding (no
+        --encode_type) is the extension itself."""
+        if not self.encode_type:
+            return True
+        ext, enc = os.path.splitext(path)[1][1:].lower(), self.encode_type.lower()
+        return ext == enc or (enc == "jpg" and ext == "jpeg")
+
     def __call__(self, item):
         index, (path, label, line) = item
-        key = "%08d_%s" % (index, path)
+        key = ("%08d_%s" % (index, path)).encode("utf-8", "surrogateescape")
         full = self.root + path
         try:
-            if self.encode and not self.encode_type and not (self.height and self.width):
-                with open(full, "rb") as f:   # Caffe 1.0 stores the file itself (after a decode check)
-                    raw = f.read()
+            if self.encode and not (self.height and self.width) and self._ext_matches(path):
+                raw = read_file(full)          # Caffe stores the file itself (after a decode check)
                 check_image_header(raw, where=full)
-                datum = encoded_datum(raw, label)
-            else:
-                img = read_image(full, self.mode, self.height, self.width, self.exact_resize)
-                if self.encode:
-                    datum = encoded_datum(encode_image(img, self.encode_type or os.path.splitext(path)[1]), label)
-                else:
-                    datum = array_to_datum(img, label)
-                    datum.encoded = False   # Caffe's CVMatToDatum sets it explicitly
+                return key, encoded_datum_parts(raw, label), line, 0
+            img = read_image_hwc(full, self.mode, self.height, self.width)
+            if self.encode:
+                fmt = self.encode_type or os.path.splitext(path)[1]
+                return key, encoded_datum_parts(encode_hwc(img, fmt, full), label), line, 0
+            chw = hwc_to_chw(img)
+            return key, raw_datum_parts(chw, label), line, chw.size
         except DataError as e:
             return key, None, line, str(e)
-        return key, datum.SerializeToString(), line, (0 if self.encode else len(datum.data))
+
+
+class _Arena:
+    """Shared anonymous memory (inherited by forked workers), ``slots`` regions of ``size`` bytes:
+    a worker writes a chunk's serialized datums straight into the region the parent gave the task,
+    and the parent hands them to LMDB from there (nothing large goes through a pipe or pickle)."""
+
+    def __init__(self, slots, size):
+        import mmap
+        self.size = size
+        self.mem = mmap.mmap(-1, slots * size)
+        self.view = memoryview(self.mem)
+
+    def fill(self, slot, results):
+        """(key, (offset, length) into the arena or bytes when the region is full, line, info)."""
+        pos, end, out = slot * self.size, (slot + 1) * self.size, []
+        for key, parts, line, info in results:
+            if parts is not None:
+                n = parts_size(parts)
+                if pos + n <= end:
+                    put_parts(parts, self.view[pos:pos + n])
+                    parts, pos = (pos, n), pos + n
+                else:
+                    parts = bytes(join_parts(parts))
+            out.append((key, parts, line, info))
+        return out
+
+    def value(self, v):
+        return self.view[v[0]:v[0] + v[1]] if isinstance(v, tuple) else v
+
+    def close(self):
+        self.view = self.mem = None    # unmapped when the last value handed out is gone
+
+
+_WORKER = {}
+
+
+def tune_malloc():
+    """glibc malloc for a process that decodes image after image: buffers below 32 MiB from the heap
+    (not a fresh mmap each) and freed memory kept for reuse (no trimming), so the pages of one
+    image's buffers are not faulted in and zeroed again for the next (measured: half the page
+    faults, ~0.3-0.5 CPU ms less per image in convert_imageset). For the tool's processes only: it
+    changes how the process returns memory to the system. False where there is no mallopt."""
+    try:
+        import ctypes
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3      # glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 512 << 20))
+
+
+def _worker_init(job, arena):
+    """A forked convert worker: Ctrl-C is the parent's business; one OpenCV thread (the processes
+    are the parallelism)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    cv2().setNumThreads(1)
+    tune_malloc()
+    _WORKER.update(job=job, arena=arena)
+
+
+def _run_chunk(task):
+    slot, items = task
+    return _WORKER["arena"].fill(slot, [_WORKER["job"](it) for it in items])
+
+
+class _Parallel:
+    """Results of ``job`` over the entries, in list order, from ``workers`` forked processes
+    (started at once, before the LMDB is opened): iterating yields (key, value buffer or None, line,
+    info), a value valid until the next item is asked for; ``close()`` stops the workers."""
+
+    def __init__(self, job, entries, workers, per_item):
+        import multiprocessing
+        self.entries, self.slots = entries, 3 * workers
+        self.chunk = max(1, min(16, (4 << 20) // per_item, len(entries) // (4 * workers)))
+        self.arena = _Arena(self.slots, max(4 << 20, self.chunk * per_item))
+        self.pool = multiprocessing.get_context("fork").Pool(workers, _worker_init, (job, self.arena))
+
+    def __iter__(self):
+        import collections
+        tasks = iter(enumerate(range(0, len(self.entries), self.chunk)))
+        pending = collections.deque()
+
+        def submit():
+            for k, start in tasks:
+                items = list(enumerate(self.entries[start:start + self.chunk], start))
+                pending.append(self.pool.apply_async(_run_chunk, ((k % self.slots, items),)))
+                return
+        for _ in range(self.slots):
+            submit()
+        while pending:
+            for key, v, line, info in pending.popleft().get():
+                yield key, (None if v is None else self.arena.value(v)), line, info
+            submit()           # the slot just read is free again
+
+    def close(self):
+        self.pool.terminate()
+        self.pool.join()
+        self.arena.close()
 
 
 class _Progress:
@@ -94,20 +199,10 @@ def _term_as_interrupt():
     return signal.signal(signal.SIGTERM, handler)
 
 
-def _one_torch_thread():
-    """torch's resize in one intra-op thread (the pool's threads are the parallelism; OpenMP's
-    setting is per calling thread, so each worker calls this too); returns the previous count."""
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    return n
-
-
 def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize_height=0, resize_width=0,
                      check_size=False, encoded=False, encode_type="", backend="lmdb", skip_bad=False,
-                     workers=None, seed=None, progress=True, log=sys.stderr, exact_resize=False):
-    """Write the LMDB; returns a summary dict (written, skipped, bad lines, seconds).
-    exact_resize: OpenCV's fixed-point bilinear bit for bit (slow) instead of PIL's (within 1 level)."""
+                     workers=None, seed=None, progress=True, log=sys.stderr):
+    """Write the LMDB; returns a summary dict (written, skipped, bad lines, seconds)."""
     if backend.lower() == "leveldb":
         raise DataError(f"--backend leveldb: {LEVELDB_HINT}")
     if backend.lower() != "lmdb":
@@ -121,15 +216,23 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
     height, width = max(0, int(resize_height)), max(0, int(resize_width))
     if not (height and width):
         height = width = 0
-    job = _Job(root, gray, height, width, bool(encoded or encode_type), encode_type, exact_resize)
+    job = _Job(root, gray, height, width, bool(encoded or encode_type), encode_type)
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     bar = _Progress(len(entries), log, progress)
     written, size0, skipped = 0, None, list(bad)
-    torch_threads = _one_torch_thread() if height and not exact_resize else None
-    pool = ThreadPool(workers, _one_torch_thread if torch_threads else None) if workers > 1 else None
+    fork, results = hasattr(os, "fork"), None
+    threads = cv2().getNumThreads()
+    cv2().setNumThreads(1)
     old_term = _term_as_interrupt()
     try:
-        results = pool.imap(job, enumerate(entries), chunksize=8) if pool else map(job, enumerate(entries))
+        if workers > 1 and len(entries) > 1 and fork:
+            # bytes per datum, to size the shared slots (a datum that does not fit travels by pipe):
+            # raw and re-encoded resized images are at most about C*H*W, files stored verbatim ~256 KiB
+            per_item = (1 if gray else 3) * height * width + 1024 if height else 256 << 10 if job.encode else 1 << 20
+            results = _Parallel(job, entries, workers, per_item)
+        else:
+            results = ((k, None if v is None else join_parts(v), line, info)
+                       for k, v, line, info in map(job, enumerate(entries)))
         with LMDBWriter(db_name) as db:
             for done, (key, value, line, info) in enumerate(results, 1):
                 if value is None:
@@ -140,8 +243,9 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
                     if check_size:
                         size0 = info if size0 is None else size0
                         if info != size0:
-                            raise DataError(f"{list_file}:{line}: {key}: datum of {info} bytes, the first had "
-                                            f"{size0} (--check_size; resize to one size or drop the flag)")
+                            raise DataError(f"{list_file}:{line}: {key.decode(errors='replace')}: datum of {info} "
+                                            f"bytes, the first had {size0} (--check_size; resize to one size "
+                                            f"or drop the flag)")
                     db.put(key, value)
                     written += 1
                 bar.update(done)
@@ -149,14 +253,11 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
                 raise DataError(f"{list_file}: no image could be converted; nothing written to {db_name}")
         bar.update(len(entries), final=True)
     finally:
-        if pool is not None:
-            pool.terminate()
-            pool.join()
+        if results is not None:
+            results.close()        # stops the workers
+        cv2().setNumThreads(threads)
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
-        if torch_threads is not None:
-            import torch
-            torch.set_num_threads(torch_threads)
     return {"written": written, "skipped": skipped, "seconds": time.time() - t0, "db": db_name}
 
 
@@ -175,31 +276,48 @@ def compute_image_mean(db_name, workers=None, backend="lmdb"):
     """Element-wise mean of all datums, as Caffe: a float32 running sum in key order, then / count.
 
     While every partial sum is an integer below 2**24 (uint8 data, count * 255 < 2**24) float32 adds
-    are exact, so summing in uint32 (a faster loop) gives Caffe's float32 sum bit for bit; otherwise
+    are exact, so integer sums give Caffe's float32 sum bit for bit: uint8 datums are summed in
+    uint16 blocks of 257 (257 * 255 < 2**16; the cheapest numpy add) folded into uint32. Otherwise
     the sum is accumulated in float32, one datum at a time in Caffe's order."""
     if backend.lower() == "leveldb":
         raise DataError(f"--backend leveldb: {LEVELDB_HINT}")
     reader = LMDBReader(db_name)
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     first = parse_datum(reader.get(0), f"{db_name}: key {reader.keys[0].decode(errors='replace')!r}")
-    pool = ThreadPool(workers) if workers > 1 and first.encoded else None
+    pool = None
+    if workers > 1 and first.encoded:   # OpenCV's decoder releases the GIL: threads decode in parallel
+        from multiprocessing.pool import ThreadPool
+        pool = ThreadPool(workers)
     exact_int = len(reader) * 255 < (1 << 24) and (first.encoded or len(first.data) > 0)
-    acc, count, shape0 = None, 0, None
+    acc, block, in_block, count, shape0 = None, None, 0, 0, None
     try:
-        decode = functools.partial(_decode_value, db_name)
+        def decode(item):
+            return _decode_value(db_name, item)
         # in-line, records are zero-copy views of the memory map, used before the cursor moves on
         it = pool.imap(decode, reader.items(), chunksize=16) if pool else map(decode, reader.items(buffers=True))
         for key, arr in it:
             if shape0 is None:
                 shape0 = arr.shape
                 acc = np.zeros(arr.shape, np.uint32 if exact_int else np.float32)
+                block = np.zeros(arr.shape, np.uint16) if exact_int else None
             elif arr.shape != shape0:
                 raise DataError(f"{db_name}: key {key.decode(errors='replace')!r}: datum of shape {arr.shape}, "
                                 f"the first has {shape0}; compute_image_mean needs one size")
             if exact_int and arr.dtype != np.uint8:   # float_data datum: Caffe's float32 path from here
-                acc, exact_int = acc.astype(np.float32), False
-            np.add(acc, arr, out=acc, casting="unsafe")
+                acc += block
+                acc, exact_int, in_block = acc.astype(np.float32), False, 0
+            if exact_int:
+                np.add(block, arr, out=block, casting="unsafe")
+                in_block += 1
+                if in_block == 257:
+                    acc += block
+                    block[...] = 0
+                    in_block = 0
+            else:
+                np.add(acc, arr, out=acc, casting="unsafe")
             count += 1
+        if exact_int and in_block:
+            acc += block
     finally:
         if pool is not None:
             pool.terminate()

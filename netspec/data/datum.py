@@ -27,6 +27,67 @@ def array_to_datum(arr, label=0):
     return d
 
 
+def _varint(n):
+    """Protobuf varint; a negative int32 as its 64-bit two's complement (10 bytes), as protobuf."""
+    if n < 0:
+        n += 1 << 64
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def raw_datum_parts(chw, label=0):
+    """A raw uint8 Datum of a C x H x W array as (head, pixels, tail): concatenated (``put_parts``),
+    byte-identical to protobuf's serialization of Caffe's CVMatToDatum result (fields in number
+    order: channels 1, height 2, width 3, data 4, label 5, encoded 7 = false, all explicitly set).
+    The pixels stay an array (any strides) until they are copied once, into their destination."""
+    c, h, w = chw.shape
+    head = b"\x08" + _varint(c) + b"\x10" + _varint(h) + b"\x18" + _varint(w) + b"\x22" + _varint(c * h * w)
+    return head, chw, b"\x28" + _varint(int(label)) + b"\x38\x00"
+
+
+def encoded_datum_parts(data, label=0):
+    """An encoded Datum (data 4, label 5, encoded 7 = true) as (head, file bytes, tail)."""
+    return b"\x22" + _varint(len(data)), data, b"\x28" + _varint(int(label)) + b"\x38\x01"
+
+
+def parts_size(parts):
+    head, body, tail = parts
+    return len(head) + (body.size if isinstance(body, np.ndarray) else len(body)) + len(tail)
+
+
+def put_parts(parts, buf):
+    """Write ``parts`` into the writable buffer ``buf`` (exactly ``parts_size(parts)`` bytes)."""
+    head, body, tail = parts
+    out = np.frombuffer(buf, np.uint8)
+    n, m = len(head), len(out) - len(tail)
+    out[:n] = np.frombuffer(head, np.uint8)
+    if isinstance(body, np.ndarray):
+        np.copyto(out[n:m].reshape(body.shape), body, casting="no")
+    else:
+        out[n:m] = np.frombuffer(body, np.uint8)
+    out[m:] = np.frombuffer(tail, np.uint8)
+
+
+def join_parts(parts):
+    buf = bytearray(parts_size(parts))
+    put_parts(parts, buf)
+    return buf
+
+
+def raw_datum_bytes(chw, label=0):
+    """The serialized raw Datum of a uint8 C x H x W array (see raw_datum_parts)."""
+    return bytes(join_parts(raw_datum_parts(np.asarray(chw, np.uint8), label)))
+
+
+def encoded_datum_bytes(data, label=0):
+    """The serialized encoded Datum (see encoded_datum_parts), as ``encoded_datum(..)``'s."""
+    return bytes(join_parts(encoded_datum_parts(data, label)))
+
+
 def encoded_datum(data, label=0):
     d = caffe_pb2.Datum()
     d.data = bytes(data)
@@ -44,7 +105,7 @@ def parse_datum(value, where="<datum>"):
     return d
 
 
-def _varint(buf, pos):
+def _read_varint(buf, pos):
     result = shift = 0
     while True:
         b = buf[pos]
@@ -70,13 +131,20 @@ def raw_datum_view(value):
     data = None
     try:
         while pos < n:
-            tag, pos = _varint(buf, pos)
+            tag = buf[pos]                      # one-byte tags and values in line (the usual case)
+            if tag >= 0x80:
+                return None                     # no caffe.proto Datum field needs a two-byte tag
+            pos += 1
             field, wire = tag >> 3, tag & 7
             if wire == 0 and field in (1, 2, 3, 5, 7):
-                v, pos = _varint(buf, pos)
+                v = buf[pos]
+                if v < 0x80:
+                    pos += 1
+                else:
+                    v, pos = _read_varint(buf, pos)
                 ints[field] = v
             elif wire == 2 and field == 4:
-                size, pos = _varint(buf, pos)
+                size, pos = _read_varint(buf, pos)
                 if pos + size > n:
                     return None
                 data, pos = buf[pos:pos + size], pos + size

@@ -4,7 +4,7 @@ processes.
 ``BatchMaker`` turns a batch index into the batch (its records, uint8 crops, labels and the crop /
 mirror plan per sample); it is a pure function of (source, seed, batch index), so any number of
 workers produces the same batches in the same order. ``Feeder`` runs it, ``prefetch`` batches in
-flight, either in threads (CPU consumer: PIL and numpy release the GIL, and nothing is copied
+flight, either in threads (CPU consumer: OpenCV and numpy release the GIL, and nothing is copied
 between processes -- shipping a float batch through shared memory cost more than making it) or
 through a ``torch.utils.data.DataLoader`` in worker processes (``batch_size=None``: one item = one
 batch) with pinned memory, for a GPU consumer. The float conversion, mean and scale
@@ -86,15 +86,13 @@ class BatchMaker(Dataset):
         rng = np.random.default_rng([self.seed, 2, b]) if self.tf.random else None
         shape0 = records[0][0].shape
         self.tf.check_source_shape(shape0)
-        pieces, plans = [], []
         for i, (arr, _) in zip(idx, records):
             if arr.shape != shape0:
                 raise DataError(f"{self.source.where(i)}: "
                                 f"record has shape {arr.shape}, the first of its batch has {shape0}; "
                                 f"a batch must have one size (resize when converting)")
-            plan = self.tf.plan(rng, arr.shape)
-            plans.append(plan)
-            pieces.append(self.tf.crop_mirror(arr, plan))
+        plans = self.tf.plans(rng, shape0, len(records))
+        pieces = [self.tf.crop_mirror(arr, plan) for (arr, _), plan in zip(records, plans)]
         labels = torch.tensor([r[1] for r in records], dtype=torch.float32)
         if self.finish_here:
             data = self.tf.finish_numpy(pieces, plans, out)
@@ -118,7 +116,7 @@ class _From:
 
 
 class _ThreadPrefetch:
-    """Batches made by a pool of threads, ``prefetch`` in flight, delivered in order. PIL's decoders
+    """Batches made by a pool of threads, ``prefetch`` in flight, delivered in order. OpenCV's decoders
     and numpy's loops release the GIL, so threads decode in parallel without copying batches
     between processes (what a CPU consumer wants)."""
 

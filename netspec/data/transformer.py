@@ -9,17 +9,25 @@ with them and the work splits exactly into
 2. ``finish`` (once per batch, in torch, on the target device): to float, minus the mean (the mean
    image cropped at each sample's own offset and mirrored with it), times scale.
 
-Both stages together give bit-for-bit Caffe's float32 values. The random draws per sample follow
-Caffe's order (mirror coin if ``mirror``, then h_off, w_off if TRAIN and crop_size); the generator is
-numpy's, seeded per batch from (seed, batch index), so a run is reproducible for a seed whatever the
-number of workers.
+Both stages together give bit-for-bit Caffe's float32 values. The random draws are numpy's, seeded
+per batch from (seed, batch index) and drawn per batch as vectors (mirror coins if ``mirror``, then
+h_off, w_off if TRAIN and crop_size), so a run is reproducible for a seed whatever the number of
+workers (Caffe's own random stream cannot be reproduced: its distributions are, see the tests).
 """
 import numpy as np
 import torch
 
 from protos.errors import DataError
-from .image import COLOR, GRAY
+from .image import COLOR, GRAY, cv2
 from .meanfile import read_mean
+
+
+def _cv2():
+    """OpenCV, or None when it is not installed (then numpy does the same arithmetic)."""
+    try:
+        return cv2()
+    except DataError:
+        return None
 
 
 class DataTransformer:
@@ -74,6 +82,19 @@ class DataTransformer:
                 h_off, w_off = (h - self.crop) // 2, (w - self.crop) // 2
         return do_mirror, h_off, w_off
 
+    def plans(self, rng, shape, n):
+        """Plans of ``n`` samples of one source shape, drawn as whole vectors (mirror coins, then
+        h offsets, then w offsets): the same distributions as ``plan``, far fewer generator calls."""
+        _, h, w = shape
+        mirror = rng.integers(2, size=n).astype(bool).tolist() if self.mirror else [False] * n
+        if self.crop and self.train:
+            hs = rng.integers(h - self.crop + 1, size=n).tolist()
+            ws = rng.integers(w - self.crop + 1, size=n).tolist()
+        else:
+            hs = [(h - self.crop) // 2 if self.crop else 0] * n
+            ws = [(w - self.crop) // 2 if self.crop else 0] * n
+        return list(zip(mirror, hs, ws))
+
     def crop_mirror(self, arr, plan):
         """Stage 1: the cropped (and flipped) source pixels, dtype kept (uint8 stays uint8)."""
         do_mirror, h_off, w_off = plan
@@ -113,6 +134,9 @@ class DataTransformer:
             out = np.empty(shape, np.float32)
         if self.mean is not None:
             mean, flipped = (t.numpy() for t in self._mean_tensors("cpu"))
+            if pieces[0].dtype == np.uint8 and _cv2() is not None:
+                self._finish_cv(pieces, plans, out, mean, flipped)
+                return out
         mv = self.mean_value[:, None, None] if self.mean_value is not None else None
         for i, (piece, plan) in enumerate(zip(pieces, plans)):
             o = out[i]
@@ -124,6 +148,22 @@ class DataTransformer:
         if self.scale != 1:
             out *= np.float32(self.scale)
         return out
+
+    def _finish_cv(self, pieces, plans, out, mean, flipped):
+        """finish_numpy with a mean file, uint8 pieces: per channel plane one OpenCV call converts
+        and subtracts (``cv::subtract`` to CV_32F: float32(x) - mean, the same IEEE operation) in a
+        single pass over the output, ~1.5x faster than numpy's cast then subtract. A mirrored
+        piece is flipped back to its source view and flipped (uint8, small) by ``cv::flip``."""
+        cv = _cv2()
+        h_out, w_out = out.shape[2:]
+        for i, (piece, plan) in enumerate(zip(pieces, plans)):
+            m = self._mean_slice(plan, h_out, w_out, mean, flipped)
+            src = piece[:, :, ::-1] if plan[0] else piece     # positive strides (a view of the source)
+            for c in range(out.shape[1]):
+                plane = cv.flip(src[c], 1) if plan[0] else src[c]
+                cv.subtract(plane, m[c], dst=out[i, c], dtype=cv.CV_32F)
+        if self.scale != 1:
+            out *= np.float32(self.scale)
 
     def finish(self, batch, plans, use_numpy=None):
         """Stage 2 on a (N, C, h, w) tensor of crops: float32 (batch - mean) * scale, on its device

@@ -7,6 +7,9 @@ Default mode (re-runnable, deterministic images): writes into tests/golden/data/
   images/*.png|jpg   small generated images (19x23 colour PNG and JPEG, one grey PNG) + list.txt
   lmdb_raw, lmdb_enc, lmdb_gray, lmdb_resized   made by the real convert_imageset (raw, --encoded,
                      --gray, --resize_height 13 --resize_width 17)
+  lmdb_enc_resized, lmdb_gray_up, lmdb_png_gray   the same tool: --encoded with a resize (re-encoded
+                     by OpenCV as JPEG/PNG after the file's extension), --gray enlarging to 31x12,
+                     --encode_type png --gray (byte-level parity of our OpenCV-based decode/resize/encode)
   mean.binaryproto   made by the real compute_image_mean from lmdb_raw
   data_layers.npz    tops of real Caffe Data / ImageData layers (TEST phase) for several batches:
                      <case>_data_<k>, <case>_label_<k>, and <case>_layer (the LayerParameter text)
@@ -84,7 +87,10 @@ def make_goldens():
     make_images(img_dir)
     lst = os.path.join(img_dir, "list.txt")
     for name, flags in [("lmdb_raw", []), ("lmdb_enc", ["--encoded"]), ("lmdb_gray", ["--gray"]),
-                        ("lmdb_resized", ["--resize_height=13", "--resize_width=17"])]:
+                        ("lmdb_resized", ["--resize_height=13", "--resize_width=17"]),
+                        ("lmdb_enc_resized", ["--encoded", "--resize_height=13", "--resize_width=17"]),
+                        ("lmdb_gray_up", ["--gray", "--resize_height=31", "--resize_width=12"]),
+                        ("lmdb_png_gray", ["--encode_type=png", "--gray"])]:
         shutil.rmtree(os.path.join(GOLDEN, name), ignore_errors=True)
         run("convert_imageset", *flags, img_dir + "/", lst, os.path.join(GOLDEN, name))
     mean = os.path.join(GOLDEN, "mean.binaryproto")
@@ -120,7 +126,8 @@ def make_goldens():
             out["%s_data_%d" % (cid, k)] = d.astype(np.float32)
             out["%s_label_%d" % (cid, k)] = l.astype(np.float32)
     np.savez_compressed(os.path.join(GOLDEN, "data_layers.npz"), **out)
-    for name in ("lmdb_raw", "lmdb_enc", "lmdb_gray", "lmdb_resized"):   # made again by Caffe's readers
+    for name in ("lmdb_raw", "lmdb_enc", "lmdb_gray", "lmdb_resized", "lmdb_enc_resized", "lmdb_gray_up",
+                 "lmdb_png_gray"):   # lock files: made again by any reader
         lock = os.path.join(GOLDEN, name, "lock.mdb")
         if os.path.exists(lock):
             os.unlink(lock)
