@@ -47,7 +47,7 @@ def _load_builtin_families():
     _loaded = True
     import importlib
     for mod in ("input", "common", "neuron", "vision", "pooling", "linear", "normalization", "loss", "loss_metric",
-                "recurrent", "data", "python"):
+                "recurrent", "data", "window_data", "python"):
         try:
             importlib.import_module(f"netspec.layers.{mod}")
         except ModuleNotFoundError as e:  # a family not written yet
