@@ -144,6 +144,7 @@ class Net(nn.Module):
         self._mark_grad_free_layers()
         netfuse.plan(self)
         netfuse.plan_chains(self)
+        netfuse.plan_inplace_relu(self)
         self._index = {n: i for i, n in reversed(list(enumerate(self.layer_names)))}
 
     def _mark_grad_free_layers(self):
@@ -215,7 +216,9 @@ class Net(nn.Module):
                     key = tuple(tuple(b.shape) for b in bottoms)
                     if key != s.key:
                         layer = self._reshaped(k, key)
-                if s.grad_free:
+                if s.relu_inplace and netfuse.relu_in_place_ok(self, k, bottoms[0]):
+                    tops = [torch.relu_(bottoms[0])]
+                elif s.grad_free:
                     with torch.no_grad():
                         tops = layer(*bottoms)
                 else:
@@ -327,7 +330,7 @@ class _Step:
     bottom indices to detach (propagate_down false); source: no bottoms (Input/data layers);
     feeds: an Input layer, whose tops come from the call's arguments."""
     __slots__ = ("layer", "bottoms", "tops", "loss", "detach", "grad_free", "fuse", "source", "feeds", "key",
-                 "variants", "chain")
+                 "variants", "chain", "relu_inplace")
 
     def __init__(self, layer, bottoms, tops, loss, detach):
         self.layer, self.bottoms, self.tops, self.loss, self.detach = layer, bottoms, tops, loss, detach
@@ -339,6 +342,7 @@ class _Step:
         self.variants = {self.key: layer}
         self.grad_free = self.fuse = False
         self.chain = 0
+        self.relu_inplace = False
 
 
 def _copy(lp):

@@ -152,3 +152,31 @@ def _pack(lay, bn, sc, x):
     wp = torch.ops.mkldnn._reorder_convolution_weight(w.contiguous(), g.pad, g.stride, g.dilation,
                                                       lay.group, list(x.shape))
     return wp, (b.contiguous() if b is not None else None)
+
+
+# -- in-place ReLU under autograd --------------------------------------------------------------------
+#
+# Caffe runs an in-place ReLU on the blob itself. Under autograd we may do the same (torch.relu_, no
+# new tensor, one memory pass less) when the blob was made by the step just before, by an op whose
+# backward does not read its own output (so no saved tensor changes), and nobody else holds the
+# pre-ReLU tensor: no forward hooks (the pycaffe facade's diffs, user hooks) and no retained blob
+# grads. Gradients are bit-identical to the out-of-place ReLU's.
+
+_OUTPUT_FREE_BACKWARD = frozenset(("ConvolutionBackward0", "MkldnnConvolutionBackward0", "AddmmBackward0",
+                                   "_InnerProductFnBackward", "NativeBatchNormBackward0", "AddBackward0"))
+
+
+def plan_inplace_relu(net):
+    steps, types = net._steps, net.layer_types
+    for k, s in enumerate(steps):
+        s.relu_inplace = (
+            k > 0 and types[k] == "ReLU" and s.layer.negative_slope == 0.0 and len(s.bottoms) == 1
+            and s.tops == s.bottoms and not s.loss and not s.detach and s.bottoms[0] in steps[k - 1].tops)
+
+
+def relu_in_place_ok(net, k, x):
+    steps = net._steps
+    return (x.requires_grad and torch.is_grad_enabled() and not net.retain_blob_grads
+            and type(x.grad_fn).__name__ in _OUTPUT_FREE_BACKWARD
+            and not steps[k].layer._forward_hooks and not steps[k - 1].layer._forward_hooks
+            and not steps[k].layer._forward_pre_hooks)

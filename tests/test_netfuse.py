@@ -151,3 +151,29 @@ def test_flags_turn_fusion_off(monkeypatch, flag):
         out = net(x=x)
     assert calls == []
     _close(out["c"], _reference(net, x)["c"])
+
+
+def _grads_of(net, x):
+    net.zero_grad(set_to_none=True)
+    out = net(x=x)
+    (out["f"] * torch.arange(1.0, 6.0)).sum().backward()
+    return [p.grad.clone() for blobs in net.params.values() for p in blobs if p.grad is not None]
+
+
+def test_in_place_relu_under_autograd_gives_the_same_gradients():
+    """Conv -> in-place ReLU (and BatchNorm + Scale -> ReLU) run torch.relu_ on the producer's output
+    when nothing else holds it; gradients are bit-identical to the out-of-place ReLU's."""
+    net = _net(IN + CONV + BN + RELU + FC)
+    x = torch.randn(2, 3, 7, 7)
+    fast = _grads_of(net, x)
+    assert net.blobs["c"]._version > 0 and net.blobs["f"]._version > 0      # ran in place
+    net.retain_blob_grads = True                                            # blob diffs wanted: no
+    slow = _grads_of(net, x)
+    assert net.blobs["c"]._version == 0
+    assert len(fast) == 6 and all(torch.equal(a, b) for a, b in zip(fast, slow))
+    net.retain_blob_grads = False
+    seen = []
+    net.layer("conv").register_forward_hook(lambda m, a, out: seen.append(out[0]))
+    hooked = _grads_of(net, x)
+    assert seen[-1]._version == 0 and (seen[-1] < 0).any()                  # the hook's tensor is untouched
+    assert all(torch.equal(a, b) for a, b in zip(fast, hooked))

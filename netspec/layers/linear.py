@@ -48,7 +48,7 @@ class InnerProduct(Layer):
             y = _InnerProductFn.apply(x2, w, b, self.transpose)
         else:
             y = _inner_product(x2, w, b, self.transpose)
-        return [y.reshape(self.top_shapes[0])]
+        return [y if y.shape == self.top_shapes[0] else y.reshape(self.top_shapes[0])]
 
 
 def _inner_product(x2, w, b, transpose):

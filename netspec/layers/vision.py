@@ -101,7 +101,11 @@ class _BaseConv(Layer):
 
     def forward(self, *xs):
         bias = self.blobs[1] if self.bias_term else None
-        return [self.conv(self.geo.as_batch(x), bias).reshape(self.top_shapes[0]) for x in xs]
+        out = []
+        for x in xs:    # no-op reshapes would make views (autograd ViewBackward, no in-place ReLU after)
+            y = self.conv(self.geo.as_batch(x), bias)
+            out.append(y if y.shape == self.top_shapes[0] else y.reshape(self.top_shapes[0]))
+        return out
 
 
 @register("Convolution")
