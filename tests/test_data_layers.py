@@ -78,6 +78,25 @@ def test_workers_give_the_same_batches(golden, monkeypatch, backend):
         layer.close()
 
 
+def test_batch_buffers_are_reused_only_once_released(golden, monkeypatch):
+    """The thread feeder finishes into recycled buffers: a batch still held by the caller is never
+    written again; released ones are reused."""
+    monkeypatch.setenv("RECAFFE_DATA_BACKEND", "thread")
+    layer = make(str(golden["raw_meanfile_layer"]), workers=2)
+    try:
+        held = [layer()[0] for _ in range(4)]
+        ptrs = set()
+        for _ in range(12):
+            data, _ = layer()
+            ptrs.add(data.data_ptr())
+            del data
+        for k, data in enumerate(held):
+            assert np.array_equal(data.numpy(), golden[f"raw_meanfile_data_{k}"])
+        assert len(ptrs) < 12 and not ptrs & {d.data_ptr() for d in held}
+    finally:
+        layer.close()
+
+
 TRAIN_LAYER = ('name: "data" type: "Data" top: "data" top: "label" data_param { source: "%s" batch_size: 8 '
                'backend: LMDB } transform_param { crop_size: 15 mirror: true %s }')
 

@@ -18,6 +18,7 @@ of the source (src/caffe/layers/base_data_layer.cpp, data_layer.cpp, image_data_
 at each wrap; ``skip`` starts the stream later (ImageData's rand_skip).
 """
 import os
+import sys
 
 import numpy as np
 import torch
@@ -126,12 +127,29 @@ class _ThreadPrefetch:
         self.maker, self.next_submit = maker, start
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="recaffe-data")
         self.queue = collections.deque()
+        self.buffers = []
         for _ in range(max(prefetch, workers)):
             self._submit()
 
     def _submit(self):
-        self.queue.append(self.pool.submit(self.maker.__getitem__, self.next_submit, self.maker.new_output()))
+        self.queue.append(self.pool.submit(self.maker.__getitem__, self.next_submit, self._output()))
         self.next_submit += 1
+
+    def _output(self):
+        """A float32 batch buffer to finish into: one of ours that nothing else references any more
+        (the tensor handed out by an earlier batch holds a reference to its array until it is
+        dropped), else a new one, kept for reuse. Reusing warm buffers instead of fresh ones saves
+        ~20% of the Data layer's CPU (page faults and cache misses on a 31 MB batch)."""
+        shape = self.maker.out_shape
+        if shape is None:
+            return None
+        for a in self.buffers:
+            if a.shape == shape and sys.getrefcount(a) == 3:   # the list, the loop variable, the call
+                return a
+        a = self.maker.new_output()
+        if len(self.buffers) < len(self.queue) + 4:
+            self.buffers.append(a)
+        return a
 
     def __next__(self):
         out = self.queue.popleft().result()
