@@ -11,7 +11,7 @@ Generates N JPEGs of mixed sizes (300-640 px a side, smooth colour fields + nois
 2. compute_image_mean on the raw LMDB, ours vs Caffe's;
 3. the Data layer, TRAIN phase, batch 50, crop 227, mirror, mean_file, ours (default worker count)
    vs Caffe's (pycaffe, its prefetch thread), on the raw and on the encoded LMDB: images/s after
-   two warm-up batches.
+   WARMUP (40) warm-up batches on both sides (steady state).
 
 Also reported: CPU time per image (all processes / threads), which does not depend on how busy the
 shared machine is, unlike images/s.
@@ -33,6 +33,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 WORK = "/tmp/recaffe_bench_data"
 CAFFE_RUN = "/work/shared/oracle/caffe-run"
+#: Data-layer batches run before timing, on both sides: one pass over the 2000-image LMDB, so that the
+#: rates are the steady state of a training run (mapped LMDB pages, warm batch buffers), not start-up
+WARMUP = 40
 
 
 def make_images(n):
@@ -84,7 +87,7 @@ open("/tmp/recaffe_bench_data/caffe_data.prototxt", "w").write("""layer { name: 
  top: "data" top: "label" data_param { source: "%s" batch_size: 50 backend: LMDB }
  transform_param { crop_size: 227 mirror: true mean_file: "%s" } }""" % (src, mean))
 net = caffe.Net("/tmp/recaffe_bench_data/caffe_data.prototxt", caffe.TRAIN)
-for _ in range(2): net.forward()
+for _ in range(int(sys.argv[4])): net.forward()
 t, c = time.perf_counter(), cpu()
 for _ in range(batches): net.forward()
 print(batches * 50 / (time.perf_counter() - t), (cpu() - c) / (batches * 50))
@@ -92,8 +95,8 @@ print(batches * 50 / (time.perf_counter() - t), (cpu() - c) / (batches * 50))
 
 
 def caffe_data_rate(src, mean, batches):
-    out = subprocess.run([CAFFE_RUN, "python3", "-c", CAFFE_DATA, src, mean, str(batches)], cwd=ROOT, check=True,
-                         capture_output=True, text=True).stdout.split()
+    out = subprocess.run([CAFFE_RUN, "python3", "-c", CAFFE_DATA, src, mean, str(batches), str(WARMUP)], cwd=ROOT,
+                         check=True, capture_output=True, text=True).stdout.split()
     return float(out[-2]), float(out[-1])
 
 
@@ -113,7 +116,7 @@ def our_data_rate(src, mean, batches):
                       % (src, mean), lp)
     torch.manual_seed(0)
     layer = layer_class("Data")(lp, [], "TRAIN")
-    for _ in range(2):
+    for _ in range(WARMUP):
         layer()
     t, c = time.perf_counter(), _cpu()
     for _ in range(batches):

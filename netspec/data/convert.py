@@ -233,7 +233,9 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
         else:
             results = ((k, None if v is None else join_parts(v), line, info)
                        for k, v, line, info in map(job, enumerate(entries)))
-        with LMDBWriter(db_name) as db:
+        # small transactions: a commit writes its pages while the workers keep filling their slots
+        # (every 1000, as Caffe, stalls them: measured ~10% slower on 256x256 raw datums)
+        with LMDBWriter(db_name, commit_every=128) as db:
             for done, (key, value, line, info) in enumerate(results, 1):
                 if value is None:
                     if not skip_bad:
