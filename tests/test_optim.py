@@ -123,3 +123,16 @@ def test_frozen_param_skipped_by_sgd_but_regularised_history_for_adagrad():
 def test_constructor_checks(cls, kw):
     with pytest.raises(SolverError):
         cls([torch.nn.Parameter(torch.zeros(2))], **kw)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("variant", [dict(decay=0.01, decay_mult=2.0), dict(decay=0.01, reg="L1", iter_size=2)])
+def test_large_params_update_in_pieces_with_identical_results(kind, variant, monkeypatch):
+    """Parameters of >= 2 * optim._CHUNK elements are updated piece by piece (for the cache): the
+    result is bit-identical to the whole-tensor update, and matches the reference formula."""
+    monkeypatch.setattr(optim, "_CHUNK", 5)           # 12 elements: pieces of 5, 5, 2
+    pieces = ours(kind, **variant)
+    monkeypatch.setattr(optim, "_CHUNK", 1 << 20)
+    assert np.array_equal(pieces, ours(kind, **variant))
+    ref_kw = dict(variant, mu=0.0) if kind in ("AdaGrad", "RMSProp") else variant
+    np.testing.assert_allclose(pieces, reference(kind, **ref_kw), rtol=2e-5, atol=2e-6)
