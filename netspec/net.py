@@ -234,6 +234,9 @@ class Net(nn.Module):
         self.blobs = blobs
         self.loss = total
         names = self._steps[i1].tops if end is not None else self.outputs
+        for n in names:     # hand back plain NCHW tensors (the fused chains compute channels-last)
+            if n != AUTO_TOP and not blobs[n].is_contiguous() and not blobs[n].requires_grad:
+                blobs[n] = blobs[n].contiguous()
         return collections.OrderedDict((n, blobs[n]) for n in names if n != AUTO_TOP)
 
     def backward(self):

@@ -177,3 +177,10 @@ def test_in_place_relu_under_autograd_gives_the_same_gradients():
     hooked = _grads_of(net, x)
     assert seen[-1]._version == 0 and (seen[-1] < 0).any()                  # the hook's tensor is untouched
     assert all(torch.equal(a, b) for a, b in zip(fast, hooked))
+
+
+def test_outputs_come_back_contiguous():
+    net = _net(IN + CONV + BN + RELU)
+    with torch.no_grad():
+        out = net(x=torch.randn(2, 3, 7, 7))["c"]
+    assert out.is_contiguous() and out.view(-1).numel() == 2 * 4 * 4 * 4
