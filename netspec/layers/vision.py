@@ -264,9 +264,17 @@ class _CrossChannelLRN(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy):
+        """One sample at a time on the channels-innermost views (the forward's layout), each pass
+        in cache."""
         x, y, scale, power = ctx.saved_tensors
-        acc = _channel_window_sum(dy * y / scale, ctx.n)
-        return dy * power - ctx.coef * x * acc, None, None, None, None
+        dx = torch.empty_like(x)
+        dyl, yl, sl, pl, xl, dxl = (t.permute(0, 2, 3, 1) for t in (dy, y, scale, power, x, dx))
+        for i in range(x.shape[0]):
+            k = slice(i, i + 1)
+            acc = _window_sum_last((dyl[k] * yl[k]).div_(sl[k]), ctx.n)
+            acc = (xl[k] * ctx.coef).mul_(acc)
+            torch.mul(dyl[k], pl[k], out=dxl[k]).sub_(acc)
+        return dx, None, None, None, None
 
 
 @register("Crop")
