@@ -17,16 +17,6 @@ CASES = ["raw_meanfile", "enc_meanfile", "raw_meanvalue", "raw_nocrop_single_mea
          "resized_raw", "imagedata_meanvalue", "imagedata_gray", "imagedata_resize"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _unshadow_dsl_layers():
-    """Importing the netspec.layers package sets ``netspec.layers`` to it, hiding netspec's lazy DSL
-    export of the same name (``from netspec import layers as L``) for later tests; undo that."""
-    yield
-    import netspec
-    if getattr(netspec.__dict__.get("layers"), "__path__", None) is not None:
-        del netspec.__dict__["layers"]
-
-
 @pytest.fixture(scope="module")
 def golden():
     with np.load(os.path.join(GOLDEN, "data_layers.npz")) as z:

@@ -16,15 +16,6 @@ CASES = ["warp", "warp_fg_rounding", "warp_context_border", "square", "square_co
          "meanfile", "meanvalue_scale", "grey_single_mean"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _unshadow_dsl_layers():
-    """Importing the netspec.layers package hides netspec's lazy DSL export ``layers``; undo that."""
-    yield
-    import netspec
-    if getattr(netspec.__dict__.get("layers"), "__path__", None) is not None:
-        del netspec.__dict__["layers"]
-
-
 @pytest.fixture(scope="module")
 def golden():
     with np.load(os.path.join(GOLDEN, "window.npz")) as z:
