@@ -120,19 +120,12 @@ def run_chain(net, k, x):
         cached = getattr(lay, "_packed", None)
         if cached is None or cached[0] != key:
             cached = lay._packed = (key,) + _pack(lay, bn, sc, x)
-        g, w, b = lay.geo, cached[1], cached[2]
-        if not _nhwc_kernel(lay):
-            y = F.conv2d(x.contiguous(), w, b, g.stride, g.pad, g.dilation, lay.group)
-            return y.relu_() if attr == "relu" else y
-        return torch.ops.mkldnn._convolution_pointwise(x, w, b, g.pad, g.stride, g.dilation, lay.group,
-                                                       attr, [], "")
-
-
-def _nhwc_kernel(lay):
-    """oneDNN's channels-last kernels (what the fused call runs) beat its blocked NCHW ones for 1x1
-    and 3x3 convolutions here, and lose by 10-25% for 5x5 and larger (CaffeNet conv1/conv2,
-    GoogLeNet's 5x5 branches): those run as F.conv2d on NCHW data with the ReLU applied in place."""
-    return max(lay.geo.kernel) <= 3
+        # channels-last throughout (the fused call's layout): oneDNN's blocked NCHW kernels are 10-25%
+        # faster for single 5x5+ convolutions, but the layout copies around them cost more (whole
+        # nets: GoogLeNet ~20%, CaffeNet ~7% faster all channels-last)
+        g = lay.geo
+        return torch.ops.mkldnn._convolution_pointwise(x, cached[1], cached[2], g.pad, g.stride, g.dilation,
+                                                       lay.group, attr, [], "")
 
 
 def _pack(lay, bn, sc, x):
@@ -146,8 +139,6 @@ def _pack(lay, bn, sc, x):
         w = (w.double() * inv.view(-1, *([1] * (w.dim() - 1)))).float()
         b0 = b.double() if b is not None else 0.0
         b = ((b0 - mean * f) * inv + sc.blobs[1].detach().double()).float()
-    if not _nhwc_kernel(lay):
-        return w.contiguous(), b
     g = lay.geo
     wp = torch.ops.mkldnn._reorder_convolution_weight(w.contiguous(), g.pad, g.stride, g.dilation,
                                                       lay.group, list(x.shape))

@@ -79,7 +79,7 @@ def test_conv_batchnorm_scale_relu_and_fc_relu_run_fused(monkeypatch):
         torch.testing.assert_close(fused_blobs[k], v, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kernel", [3, 5])      # oneDNN channels-last call / F.conv2d on NCHW data
+@pytest.mark.parametrize("kernel", [3, 5])
 def test_cached_weights_follow_in_place_changes(kernel):
     net = _net(IN + CONV.replace("kernel_size: 3 pad: 1", f"kernel_size: {kernel} pad: {(kernel - 1) // 2}")
                + BN + RELU)
