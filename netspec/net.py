@@ -216,7 +216,7 @@ class Net(nn.Module):
                     key = tuple(tuple(b.shape) for b in bottoms)
                     if key != s.key:
                         layer = self._reshaped(k, key)
-                if s.relu_inplace and netfuse.relu_in_place_ok(self, k, bottoms[0]):
+                if s.relu_inplace and k > i0 and netfuse.relu_in_place_ok(self, k, bottoms[0]):
                     tops = [torch.relu_(bottoms[0])]
                 elif s.grad_free:
                     with torch.no_grad():

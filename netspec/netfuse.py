@@ -148,10 +148,10 @@ def _pack(lay, bn, sc, x):
 # -- in-place ReLU under autograd --------------------------------------------------------------------
 #
 # Caffe runs an in-place ReLU on the blob itself. Under autograd we may do the same (torch.relu_, no
-# new tensor, one memory pass less) when the blob was made by the step just before, by an op whose
-# backward does not read its own output (so no saved tensor changes), and nobody else holds the
-# pre-ReLU tensor: no forward hooks (the pycaffe facade's diffs, user hooks) and no retained blob
-# grads. Gradients are bit-identical to the out-of-place ReLU's.
+# new tensor, one memory pass less) when the blob was made by the step just before in the same forward
+# call, by an op whose backward does not read its own output (so no saved tensor changes), and nobody
+# else holds the pre-ReLU tensor: no forward hooks (the pycaffe facade's diffs, user hooks) and no
+# retained blob grads. Gradients are bit-identical to the out-of-place ReLU's.
 
 _OUTPUT_FREE_BACKWARD = frozenset(("ConvolutionBackward0", "MkldnnConvolutionBackward0", "AddmmBackward0",
                                    "_InnerProductFnBackward", "NativeBatchNormBackward0", "AddBackward0"))

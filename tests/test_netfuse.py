@@ -184,3 +184,13 @@ def test_outputs_come_back_contiguous():
     with torch.no_grad():
         out = net(x=torch.randn(2, 3, 7, 7))["c"]
     assert out.is_contiguous() and out.view(-1).numel() == 2 * 4 * 4 * 4
+
+
+def test_a_tensor_returned_by_a_partial_forward_is_not_changed_later():
+    net = _net(IN + CONV + RELU + FC)
+    x = torch.randn(2, 3, 7, 7)
+    conv_out = net.forward(end="conv", x=x)["c"]
+    before = conv_out.detach().clone()
+    net.forward(start="relu")
+    assert torch.equal(conv_out.detach(), before) and (before < 0).any()
+    assert (net.blobs["c"] >= 0).all()
