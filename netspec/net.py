@@ -320,9 +320,10 @@ class Net(nn.Module):
         from .weights import load_weights
         return load_weights(self, path)
 
-    def save_weights(self, path):
+    def save_weights(self, path, fmt=None):
+        """Write the weights: by suffix (.pth/.pt, .h5/.hdf5, else .caffemodel) or ``fmt``."""
         from .weights import save_weights
-        save_weights(self, path)
+        save_weights(self, path, fmt)
 
     def extra_repr(self):
         return f"name={self.name!r}, phase={self.phase}, inputs={self.inputs}, outputs={self.outputs}"

@@ -43,7 +43,8 @@ def load_weights(net, path):
     fmt = _format(path)
     if fmt == "pth":
         return _load_pth(net, path)
-    if fmt == "h5" or (fmt == "caffemodel" and weights_h5.is_hdf5(path)):   # Caffe: H5Fis_hdf5
+    # HDF5 or binary proto by content, as Caffe (H5Fis_hdf5); the suffix decides only for a missing file
+    if weights_h5.is_hdf5(path) or (fmt == "h5" and not os.path.exists(path)):
         return weights_h5.load(net, path)
     try:
         with open(path, "rb") as f:
@@ -119,10 +120,11 @@ def _load_pth(net, path):
     return ignored
 
 
-def save_weights(net, path):
+def save_weights(net, path, fmt=None):
     """Write the net's blobs to ``path``: .pth/.pt as a torch dict, .h5/.hdf5 in Caffe's HDF5 layout
-    (netspec.weights_h5), anything else as a .caffemodel."""
-    fmt = _format(path)
+    (netspec.weights_h5), anything else as a .caffemodel; ``fmt`` ("pth", "h5", "caffemodel")
+    overrides the suffix."""
+    fmt = fmt or _format(path)
     if fmt == "h5":
         return weights_h5.save(net, path)
     d = os.path.dirname(os.path.abspath(path))

@@ -368,8 +368,10 @@ class Net:
         self.torch_net.load_weights(path)
 
     def save(self, path):
-        """Write the weights: .pth/.pt as a torch dict, anything else as a binary .caffemodel."""
-        self.torch_net.save_weights(path)
+        """Write the weights: .pth/.pt as a torch dict, anything else (even .h5, as pycaffe's Net.save)
+        as a binary .caffemodel; save_hdf5 writes HDF5."""
+        low = str(path).lower()
+        self.torch_net.save_weights(path, "pth" if low.endswith((".pth", ".pt")) else "caffemodel")
 
     def save_hdf5(self, path):
         """pycaffe's save_hdf5 (Net::ToHDF5 without diffs): Caffe's HDF5 layout whatever the file name."""

@@ -129,6 +129,13 @@ def test_constructor_forms_stages_and_phase(tmp_path, ip_net):
     fresh.copy_from(pth)
     np.testing.assert_array_equal(fresh.params["ip"][0].data, w)
     assert fresh.phase == caffe.TRAIN and new.phase == caffe.TEST
+    h5name = str(tmp_path / "w.caffemodel.h5")
+    net.save(h5name)                     # pycaffe's save writes a binary proto whatever the name
+    assert open(h5name, "rb").read(8) != b"\x89HDF\r\n\x1a\n"
+    np.testing.assert_array_equal(caffe.Net(path, caffe.TEST, weights=h5name).params["ip"][0].data, w)
+    net.save_hdf5(str(tmp_path / "w2.h5"))
+    fresh.load_hdf5(str(tmp_path / "w2.h5"))
+    np.testing.assert_array_equal(fresh.params["ip"][1].data, b)
     staged = tmp_path / "staged.prototxt"
     staged.write_text(STAGED)
     x = np.ones((1, 2), np.float32)
