@@ -19,6 +19,7 @@ from .net import Net  # noqa: F401
 from .solver import (get_solver, SGDSolver, NesterovSolver, AdaGradSolver, RMSPropSolver,  # noqa: F401
                      AdaDeltaSolver, AdamSolver)
 from .classifier import Classifier  # noqa: F401
+from .detector import Detector  # noqa: F401
 
 __version__ = "1.0.0"
 
