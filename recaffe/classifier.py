@@ -9,6 +9,23 @@ from . import io as caffe_io
 from .net import Net, TEST
 
 
+def input_transformer(net, mean, input_scale, raw_scale, channel_swap):
+    """The Transformer of the net's first input as pycaffe's Classifier and Detector configure it:
+    HWC -> CHW, then the options given (None: not set)."""
+    in_ = net.inputs[0]
+    tf = caffe_io.Transformer({in_: net.blobs[in_].data.shape})
+    tf.set_transpose(in_, (2, 0, 1))
+    if mean is not None:
+        tf.set_mean(in_, mean)
+    if input_scale is not None:
+        tf.set_input_scale(in_, input_scale)
+    if raw_scale is not None:
+        tf.set_raw_scale(in_, raw_scale)
+    if channel_swap is not None:
+        tf.set_channel_swap(in_, channel_swap)
+    return tf
+
+
 class Classifier(Net):
     def __init__(self, model_file, pretrained_file, image_dims=None, mean=None, input_scale=None,
                  raw_scale=None, channel_swap=None):
@@ -18,16 +35,7 @@ class Classifier(Net):
     def _configure(self, image_dims, mean, input_scale, raw_scale, channel_swap):
         """Set up the Transformer and crop/image sizes for the current input blob shape."""
         in_ = self.inputs[0]
-        self.transformer = caffe_io.Transformer({in_: self.blobs[in_].data.shape})
-        self.transformer.set_transpose(in_, (2, 0, 1))
-        if mean is not None:
-            self.transformer.set_mean(in_, mean)
-        if input_scale is not None:
-            self.transformer.set_input_scale(in_, input_scale)
-        if raw_scale is not None:
-            self.transformer.set_raw_scale(in_, raw_scale)
-        if channel_swap is not None:
-            self.transformer.set_channel_swap(in_, channel_swap)
+        self.transformer = input_transformer(self, mean, input_scale, raw_scale, channel_swap)
         self.crop_dims = np.array(self.blobs[in_].data.shape[2:])
         if image_dims is None or len(image_dims) == 0:
             image_dims = self.crop_dims
