@@ -13,7 +13,7 @@ name, then each layer as its LayerParameter fields below ``blobs`` (7), the blob
 import numpy as np
 
 from protos import caffe_pb2
-from protos.blob import encode_varint
+from protos.blob import decode_varint, encode_varint
 
 
 class WireError(ValueError):
@@ -21,18 +21,10 @@ class WireError(ValueError):
 
 
 def _varint(buf, pos, end):
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise WireError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise WireError("varint too long")
+    try:
+        return decode_varint(buf, pos, end)
+    except IndexError:
+        raise WireError("truncated or overlong varint") from None
 
 
 def _fields(buf, start, end):
@@ -145,11 +137,10 @@ def read_caffemodel_layers(buf):
 
 
 # -- writing ---------------------------------------------------------------------------------------
-_enc_varint = encode_varint
 
 
 def _key(fn, wt):
-    return _enc_varint(fn << 3 | wt)
+    return encode_varint(fn << 3 | wt)
 
 
 def _split_layer(lp):
@@ -167,13 +158,13 @@ def _blob_parts(t):
     arr = np.ascontiguousarray(t.detach().cpu().numpy(), dtype="<f4").reshape(-1)
     head = b""
     if arr.size:
-        head = _key(5, 2) + _enc_varint(arr.nbytes)
+        head = _key(5, 2) + encode_varint(arr.nbytes)
     shape = b""
     if t.dim():
-        dims = b"".join(_enc_varint(int(d)) for d in t.shape)
-        body = _key(1, 2) + _enc_varint(len(dims)) + dims
-        shape = _key(7, 2) + _enc_varint(len(body)) + body
-    prefix = _key(7, 2) + _enc_varint(len(head) + arr.nbytes + len(shape)) + head
+        dims = b"".join(encode_varint(int(d)) for d in t.shape)
+        body = _key(1, 2) + encode_varint(len(dims)) + dims
+        shape = _key(7, 2) + encode_varint(len(body)) + body
+    prefix = _key(7, 2) + encode_varint(len(head) + arr.nbytes + len(shape)) + head
     return prefix, arr, shape, len(prefix) + arr.nbytes + len(shape)
 
 
@@ -181,12 +172,12 @@ def write_caffemodel(f, name, layer_params, blob_lists):
     """Stream a binary NetParameter (Net::ToProto layout) to the binary file object ``f``."""
     if name:
         nb = name.encode("utf-8")
-        f.write(_key(1, 2) + _enc_varint(len(nb)) + nb)
+        f.write(_key(1, 2) + encode_varint(len(nb)) + nb)
     for lp, blobs in zip(layer_params, blob_lists):
         lo, hi = _split_layer(lp)
         parts = [_blob_parts(t) for t in blobs]
         size = len(lo) + len(hi) + sum(p[3] for p in parts)
-        f.write(_key(100, 2) + _enc_varint(size))
+        f.write(_key(100, 2) + encode_varint(size))
         f.write(lo)
         for head, arr, shape, _ in parts:
             f.write(head)

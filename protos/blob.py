@@ -22,15 +22,22 @@ from .errors import ProtoError
 _NUM, _CHANNELS, _HEIGHT, _WIDTH, _DATA, _DIFF, _SHAPE, _DDATA, _DDIFF = range(1, 10)
 
 
-def _varint(buf, pos):
+def decode_varint(buf, pos, end=None):
+    """(value, next position) of the protobuf base-128 varint at ``buf[pos]``; IndexError when it runs
+    past ``end`` (default: the buffer's end) or over 10 bytes. The one varint reader of the project
+    (BlobProto, .caffemodel and Datum wire readers)."""
+    end = len(buf) if end is None else end
     result = shift = 0
     while True:
+        if pos >= end or shift > 63:
+            raise IndexError("truncated or overlong varint")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
-        if not b & 0x80:
+        if b < 0x80:
             return result, pos
         shift += 7
+
 
 
 def _packed_fields(raw):
@@ -38,10 +45,10 @@ def _packed_fields(raw):
     when a value field uses the unpacked encoding (caller takes the slow path)."""
     out, pos, end = {}, 0, len(raw)
     while pos < end:
-        key, pos = _varint(raw, pos)
+        key, pos = decode_varint(raw, pos)
         fn, wt = key >> 3, key & 7
         if wt == 0:
-            _, pos = _varint(raw, pos)
+            _, pos = decode_varint(raw, pos)
         elif wt == 1:
             if fn in (_DDATA, _DDIFF):
                 return None
@@ -51,7 +58,7 @@ def _packed_fields(raw):
                 return None
             pos += 4
         elif wt == 2:
-            n, pos = _varint(raw, pos)
+            n, pos = decode_varint(raw, pos)
             if fn in out:  # a packed field split in several chunks: concatenate
                 out[fn] = out[fn] + raw[pos:pos + n]
             else:
@@ -106,11 +113,10 @@ def encode_varint(n):
             return bytes(out)
 
 
-_enc_varint = encode_varint
 
 
 def _ld(fn, payload):
-    return _enc_varint(fn << 3 | 2) + _enc_varint(len(payload)) + payload
+    return encode_varint(fn << 3 | 2) + encode_varint(len(payload)) + payload
 
 
 def array_to_blobproto(arr, diff=None, legacy=False):
@@ -127,7 +133,7 @@ def array_to_blobproto(arr, diff=None, legacy=False):
                              f"got shape {arr.shape}")
         dims = (1,) * (4 - arr.ndim) + tuple(arr.shape)
         for fn, d in zip((_NUM, _CHANNELS, _HEIGHT, _WIDTH), dims):
-            parts.append(_enc_varint(fn << 3) + _enc_varint(int(d)))
+            parts.append(encode_varint(fn << 3) + encode_varint(int(d)))
     parts.append(_ld(_DATA, np.ascontiguousarray(arr, "<f4").tobytes()) if arr.size else b"")
     if diff is not None:
         d = np.asarray(diff)
@@ -135,7 +141,7 @@ def array_to_blobproto(arr, diff=None, legacy=False):
             raise ProtoError(f"diff shape {d.shape} differs from data shape {arr.shape}")
         parts.append(_ld(_DIFF, np.ascontiguousarray(d, "<f4").tobytes()) if d.size else b"")
     if not legacy:
-        shape = b"".join(_enc_varint(int(d) & 0xFFFFFFFFFFFFFFFF) for d in arr.shape)
+        shape = b"".join(encode_varint(int(d) & 0xFFFFFFFFFFFFFFFF) for d in arr.shape)
         parts.append(_ld(_SHAPE, _ld(1, shape) if shape else b""))  # present even for 0 axes, as pycaffe
     return caffe_pb2.BlobProto.FromString(b"".join(parts))
 

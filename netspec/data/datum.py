@@ -8,6 +8,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 
 from protos import caffe_pb2
+from protos.blob import decode_varint, encode_varint as varint
 from protos.errors import DataError
 from .image import AS_STORED, COLOR, GRAY, decode_image
 
@@ -27,31 +28,19 @@ def array_to_datum(arr, label=0):
     return d
 
 
-def _varint(n):
-    """Protobuf varint; a negative int32 as its 64-bit two's complement (10 bytes), as protobuf."""
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def raw_datum_parts(chw, label=0):
     """A raw uint8 Datum of a C x H x W array as (head, pixels, tail): concatenated (``put_parts``),
     byte-identical to protobuf's serialization of Caffe's CVMatToDatum result (fields in number
     order: channels 1, height 2, width 3, data 4, label 5, encoded 7 = false, all explicitly set).
     The pixels stay an array (any strides) until they are copied once, into their destination."""
     c, h, w = chw.shape
-    head = b"\x08" + _varint(c) + b"\x10" + _varint(h) + b"\x18" + _varint(w) + b"\x22" + _varint(c * h * w)
-    return head, chw, b"\x28" + _varint(int(label)) + b"\x38\x00"
+    head = b"\x08" + varint(c) + b"\x10" + varint(h) + b"\x18" + varint(w) + b"\x22" + varint(c * h * w)
+    return head, chw, b"\x28" + varint(int(label)) + b"\x38\x00"
 
 
 def encoded_datum_parts(data, label=0):
     """An encoded Datum (data 4, label 5, encoded 7 = true) as (head, file bytes, tail)."""
-    return b"\x22" + _varint(len(data)), data, b"\x28" + _varint(int(label)) + b"\x38\x01"
+    return b"\x22" + varint(len(data)), data, b"\x28" + varint(int(label)) + b"\x38\x01"
 
 
 def parts_size(parts):
@@ -105,19 +94,6 @@ def parse_datum(value, where="<datum>"):
     return d
 
 
-def _read_varint(buf, pos):
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise IndexError("varint too long")
-
-
 def raw_datum_view(value):
     """Fast path for a serialized *raw* uint8 Datum: ``(channels, height, width, data, label)`` with
     ``data`` a zero-copy slice of ``value`` (bytes or an LMDB buffer), read straight from the wire
@@ -141,10 +117,10 @@ def raw_datum_view(value):
                 if v < 0x80:
                     pos += 1
                 else:
-                    v, pos = _read_varint(buf, pos)
+                    v, pos = decode_varint(buf, pos)
                 ints[field] = v
             elif wire == 2 and field == 4:
-                size, pos = _read_varint(buf, pos)
+                size, pos = decode_varint(buf, pos)
                 if pos + size > n:
                     return None
                 data, pos = buf[pos:pos + size], pos + size
