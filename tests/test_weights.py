@@ -166,16 +166,16 @@ def test_unpacked_float_data_accepted(tmp_path):
     """proto2 parsers must accept the unpacked encoding of a packed field (spec 1.1)."""
     vals = np.arange(10, dtype=np.float32)
     body = b"".join(wire._key(5, 5) + v.tobytes() for v in vals)
-    dims = wire._enc_varint(2) + wire._enc_varint(5)
-    body += wire._key(7, 2) + wire._enc_varint(len(dims) + 2) + wire._key(1, 2) + wire._enc_varint(len(dims)) + dims
-    blob = wire._key(7, 2) + wire._enc_varint(len(body)) + body
+    dims = wire.encode_varint(2) + wire.encode_varint(5)
+    body += wire._key(7, 2) + wire.encode_varint(len(dims) + 2) + wire._key(1, 2) + wire.encode_varint(len(dims)) + dims
+    blob = wire._key(7, 2) + wire.encode_varint(len(body)) + body
     bias = caffe_pb2.BlobProto(data=[1, 2])
     bias.shape.dim.append(2)
     bias = bias.SerializeToString()
-    name = wire._key(1, 2) + wire._enc_varint(5) + b"fresh"
-    layer = name + blob + wire._key(7, 2) + wire._enc_varint(len(bias)) + bias
+    name = wire._key(1, 2) + wire.encode_varint(5) + b"fresh"
+    layer = name + blob + wire._key(7, 2) + wire.encode_varint(len(bias)) + bias
     path = tmp_path / "u.caffemodel"
-    path.write_bytes(wire._key(100, 2) + wire._enc_varint(len(layer)) + layer)
+    path.write_bytes(wire._key(100, 2) + wire.encode_varint(len(layer)) + layer)
     net = Net(PROTO, weights=str(path))
     np.testing.assert_array_equal(net.params["fresh"][0].detach().numpy(), vals.reshape(2, 5))
     np.testing.assert_array_equal(net.params["fresh"][1].detach().numpy(), [1, 2])
