@@ -79,3 +79,13 @@ def check_case(case_id, rtol=1e-5, atol=1e-6, backward=True, no_grad_bottoms=(),
         g = p.grad if p.grad is not None else torch.zeros_like(p)
         assert_close(g, case["param_diff_%d" % i], f"{case_id}: param diff {i}", rtol, atol)
     return layer, tops
+
+
+def assert_build_error(build, text, shapes, what):
+    """Building the layer of ``text`` fails with a NetError naming it and containing ``what``."""
+    import pytest
+    from protos.errors import NetError
+    with pytest.raises(NetError) as e:
+        build(text, shapes)
+    name = text.split('"')[1]
+    assert f"layer '{name}'" in str(e.value) and what in str(e.value)

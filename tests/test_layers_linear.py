@@ -8,7 +8,7 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from layer_harness import GOLDEN, check_case, load_case
+from layer_harness import GOLDEN, assert_build_error, check_case, load_case
 from netspec.layers import layer_class
 from protos import caffe_pb2
 from protos.errors import NetError
@@ -82,7 +82,4 @@ BAD = [
 
 @pytest.mark.parametrize("text,shapes,what", BAD)
 def test_bad_input_names_the_layer(text, shapes, what):
-    with pytest.raises(NetError) as e:
-        build(text, shapes)
-    name = text.split('"')[1]
-    assert f"layer '{name}'" in str(e.value) and what in str(e.value)
+    assert_build_error(build, text, shapes, what)
