@@ -62,9 +62,8 @@ def plan_chains(net):
     """Set step.chain = number of steps the fused call covers (>= 1) on eligible Convolution /
     InnerProduct steps, else 0."""
     steps, types = net._steps, net.layer_types
-    for s in steps:
-        s.chain = 0
     for k, s in enumerate(steps):
+        s.chain = 0
         lay = s.layer
         if len(s.bottoms) != 1 or len(s.tops) != 1 or s.loss or s.detach:
             continue

@@ -89,29 +89,26 @@ class LMDBReader:
             raise DataError(f"{self.path}: key {key.decode(errors='replace')!r} disappeared from the database")
         return value
 
+    def _values(self, txn, indices):
+        out = []
+        for i in indices:
+            value = txn.get(self.keys[i])
+            if value is None:
+                raise DataError(f"{self.path}: key {self.keys[i].decode(errors='replace')!r} disappeared")
+            out.append(value)
+        return out
+
     def get_many(self, indices):
         """Values of several records in one read transaction (one batch)."""
-        out = []
         with self._open().begin(buffers=False) as txn:
-            for i in indices:
-                value = txn.get(self.keys[i])
-                if value is None:
-                    raise DataError(f"{self.path}: key {self.keys[i].decode(errors='replace')!r} disappeared")
-                out.append(value)
-        return out
+            return self._values(txn, indices)
 
     @contextlib.contextmanager
     def buffers(self, indices):
         """Zero-copy values of several records (memoryviews into the memory map), valid only inside
         the ``with`` block (one read transaction)."""
         with self._open().begin(buffers=True) as txn:
-            out = []
-            for i in indices:
-                value = txn.get(self.keys[i])
-                if value is None:
-                    raise DataError(f"{self.path}: key {self.keys[i].decode(errors='replace')!r} disappeared")
-                out.append(value)
-            yield out
+            yield self._values(txn, indices)
 
     def items(self, buffers=False):
         """(key, value) in key order; buffers=True: values are memoryviews into the memory map, each
