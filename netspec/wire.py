@@ -154,7 +154,10 @@ def _split_layer(lp):
     return lo.SerializeToString(deterministic=True), hi.SerializeToString(deterministic=True)
 
 
-def _blob_parts(t):
+def blob_parts(t, field=7):
+    """A float32 BlobProto of tensor ``t`` as field ``field`` of its parent message, in Blob::ToProto's
+    layout (packed data, then shape; no shape for a 0-axis blob): (prefix with key, length and the data
+    field's header, the float array, the shape bytes, total size)."""
     arr = np.ascontiguousarray(t.detach().cpu().numpy(), dtype="<f4").reshape(-1)
     head = b""
     if arr.size:
@@ -164,7 +167,7 @@ def _blob_parts(t):
         dims = b"".join(encode_varint(int(d)) for d in t.shape)
         body = _key(1, 2) + encode_varint(len(dims)) + dims
         shape = _key(7, 2) + encode_varint(len(body)) + body
-    prefix = _key(7, 2) + encode_varint(len(head) + arr.nbytes + len(shape)) + head
+    prefix = _key(field, 2) + encode_varint(len(head) + arr.nbytes + len(shape)) + head
     return prefix, arr, shape, len(prefix) + arr.nbytes + len(shape)
 
 
@@ -175,7 +178,7 @@ def write_caffemodel(f, name, layer_params, blob_lists):
         f.write(_key(1, 2) + encode_varint(len(nb)) + nb)
     for lp, blobs in zip(layer_params, blob_lists):
         lo, hi = _split_layer(lp)
-        parts = [_blob_parts(t) for t in blobs]
+        parts = [blob_parts(t) for t in blobs]
         size = len(lo) + len(hi) + sum(p[3] for p in parts)
         f.write(_key(100, 2) + encode_varint(size))
         f.write(lo)

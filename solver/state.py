@@ -16,16 +16,8 @@ import numpy as np
 import torch
 
 from netspec import wire
+from protos.blob import encode_varint
 from protos.errors import SolverError
-
-
-def _blob_bytes(t):
-    arr = np.ascontiguousarray(t.detach().cpu().numpy(), dtype="<f4").reshape(-1)
-    head = wire._key(5, 2) + wire._enc_varint(arr.nbytes) if arr.size else b""
-    dims = b"".join(wire._enc_varint(int(d)) for d in t.shape)
-    shape_body = wire._key(1, 2) + wire._enc_varint(len(dims)) + dims if t.dim() else b""
-    shape = wire._key(7, 2) + wire._enc_varint(len(shape_body)) + shape_body
-    return head, arr, shape
 
 
 def write_solverstate(path, iteration, learned_net, history, current_step=0):
@@ -34,17 +26,17 @@ def write_solverstate(path, iteration, learned_net, history, current_step=0):
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(wire._key(1, 0) + wire._enc_varint(int(iteration)))
+            f.write(wire._key(1, 0) + encode_varint(int(iteration)))
             if learned_net:
                 name = learned_net.encode("utf-8")
-                f.write(wire._key(2, 2) + wire._enc_varint(len(name)) + name)
+                f.write(wire._key(2, 2) + encode_varint(len(name)) + name)
             for t in history:
-                head, arr, shape = _blob_bytes(t)
-                f.write(wire._key(3, 2) + wire._enc_varint(len(head) + arr.nbytes + len(shape)) + head)
+                head, arr, shape, _ = wire.blob_parts(t, field=3)
+                f.write(head)
                 if arr.size:
                     f.write(memoryview(arr).cast("B"))
                 f.write(shape)
-            f.write(wire._key(4, 0) + wire._enc_varint(int(current_step)))
+            f.write(wire._key(4, 0) + encode_varint(int(current_step)))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
