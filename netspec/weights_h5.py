@@ -31,6 +31,18 @@ from protos.errors import WeightsError
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
+def _open(path, what):
+    """``path`` opened read-only; a one-line WeightsError naming it otherwise."""
+    h5py = _h5py()
+    if not os.path.isfile(path):
+        raise WeightsError(f"{path}: no such {what} file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        msg = str(e).replace("Unable to synchronously open file ", "").replace("Unable to open file ", "")
+        raise WeightsError(f"{path}: cannot read {what}: {msg}") from None
+
+
 def _h5py():
     try:
         import h5py
@@ -68,10 +80,7 @@ def load(net, path):
     """Net::CopyTrainedLayersFromHDF5: copy ``/data/<layer>/<i>`` into the net; returns the names of the
     file's layers the net does not have (ignored)."""
     h5py = _h5py()
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot read HDF5 weights: {e}") from None
+    f = _open(path, "HDF5 weights")
     owned = _owned(net)
     last = {n: i for i, n in enumerate(net.layer_names)}
     ignored = []
@@ -195,10 +204,7 @@ def write_solverstate(path, iteration, learned_net, history, current_step=0):
 def read_solverstate(path):
     """RestoreSolverStateFromHDF5's reading: (iter, learned_net or "", current_step, [float32 arrays])."""
     h5py = _h5py()
-    try:
-        f = h5py.File(path, "r")
-    except OSError as e:
-        raise WeightsError(f"{path}: cannot read HDF5 solver state: {e}") from None
+    f = _open(path, "HDF5 solver state")
     with f:
         iteration = _int(f, path, "iter")
         learned = ""

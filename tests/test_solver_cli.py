@@ -164,3 +164,13 @@ def test_train_writes_and_resumes_hdf5_snapshots(tmp_path, capsys):
                                "-iterations=12"])
     with h5py.File(tmp_path / "s_iter_12.caffemodel.h5", "r") as f:
         assert full and all(np.array_equal(f["data"][k]["0"][()], v) for k, v in full.items())
+
+
+@pytest.mark.parametrize("content", [None, b"not hdf5"])
+def test_bad_hdf5_snapshot(tmp_path, capsys, content):
+    path = write_case(tmp_path, "sgd", f'snapshot_prefix: "{tmp_path}/s"')
+    state = tmp_path / "x.solverstate.h5"
+    if content is not None:
+        state.write_bytes(content)
+    msg = _bad(tmp_path, capsys, ["train", "-solver=" + path, f"-snapshot={state}"])
+    assert str(state) in msg and ("no such HDF5 solver state file" if content is None else "cannot read") in msg
