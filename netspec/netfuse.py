@@ -11,6 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from .layers import caffe_math as cm
+from .layers.linear import onednn_linear, onednn_linear_ok
+
+_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
 
 def plan(net):
@@ -89,7 +92,10 @@ def plan_chains(net):
 def chain_ready(net, k, x):
     """Whether step k may run as its fused inference chain on bottom x now."""
     s = net._steps[k]
-    if x.device.type != "cpu" or x.dtype != torch.float32 or (s.key is not None and s.key[0] != tuple(x.shape)):
+    if not _ONEDNN or x.device.type != "cpu" or x.dtype != torch.float32 \
+            or (s.key is not None and s.key[0] != tuple(x.shape)):
+        return False
+    if net.layer_types[k] == "InnerProduct" and not onednn_linear_ok(x, s.layer.blobs[0]):
         return False
     if not torch.is_grad_enabled() or s.grad_free:
         return True
@@ -105,12 +111,9 @@ def run_chain(net, k, x):
     lay = s.layer
     attr = "relu" if net.layer_types[k + s.chain - 1] == "ReLU" else "none"
     with torch.no_grad():
-        if net.layer_types[k] == "InnerProduct":
-            # oneDNN on the plain weight (no cached copy: fc weights are big): 1.3-1.8x faster than
-            # F.linear for Caffe's small batches here
+        if net.layer_types[k] == "InnerProduct":   # the plain weight: no cached copy of big fc weights
             b = lay.blobs[1].detach() if lay.bias_term else None
-            y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, lay.K), lay.blobs[0].detach(), b, attr, [], "")
-            return y.reshape(lay.top_shapes[0])
+            return onednn_linear(x.reshape(-1, lay.K), lay.blobs[0].detach(), b, attr).reshape(lay.top_shapes[0])
         bn = sc = None
         if s.chain >= 3 and net.layer_types[k + 1] == "BatchNorm":
             bn, sc = steps[k + 1].layer, steps[k + 2].layer

@@ -59,12 +59,21 @@ class InnerProduct(Layer):
 _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+def onednn_linear_ok(x2, w):
+    return (_ONEDNN_LINEAR and x2.device.type == "cpu" and x2.dtype == torch.float32
+            and w.dtype == torch.float32 and w.is_contiguous())
+
+
+def onednn_linear(x2, w, b, attr="none"):
+    """x2 W^T + b, then ``attr`` ("none" or "relu"), by oneDNN (see onednn_linear_ok); no autograd."""
+    return torch.ops.mkldnn._linear_pointwise(x2.contiguous(), w, b, attr, [], "")
+
+
 def _inner_product(x2, w, b, transpose, graph_free=False):
     if transpose:
         return torch.addmm(b, x2, w) if b is not None else x2 @ w
-    if (graph_free and _ONEDNN_LINEAR and x2.device.type == "cpu" and x2.dtype == torch.float32
-            and w.dtype == torch.float32 and w.is_contiguous()):
-        return torch.ops.mkldnn._linear_pointwise(x2.contiguous(), w, b, "none", [], "")
+    if graph_free and onednn_linear_ok(x2, w):
+        return onednn_linear(x2, w, b)
     return F.linear(x2, w, b)
 
 
