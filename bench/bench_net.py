@@ -5,8 +5,15 @@ ResNet-50 deploy nets (batch 10, 10, 1).
     python bench/bench_net.py [--iters N] [--rounds R] [--threads T] [--no-caffe] [--nets caffenet,...]
 
 Ours and the hand-written model get the same random weights and input; forward is timed under
-torch.no_grad() (inference), forward+backward as `caffe time` does it: every layer's backward with
-parameter gradients, none for the input blob (seeded by a random top diff on the output). Ours and
+torch.no_grad() (inference). Forward+backward is the backward pass a training step makes, the same
+work on both sides: parameter gradients and the gradient of every blob except the input blob, seeded
+by a top diff on the output. `caffe time` on a bare deploy net would not do that: with no loss in the
+net every layer logs "does not need backward computation", no bottom diff is propagated and only the
+parameter gradients are computed (from zero top diffs), about a third less arithmetic. So the Caffe
+net gets `loss_weight: 1` on its output top (the log then says every layer but the input "needs
+backward computation"; the input blob needs none, as ours). `--input-grad` times instead the pass with
+the input blob's gradient too (Caffe with `force_backward: true`, ours and torch with an input that
+requires grad); `--caffe-params-only` adds Caffe's time on the bare deploy net for reference. Ours and
 torch are timed interleaved, R rounds of N iterations, best round kept (the machine is shared);
 Caffe reports its own averages over N iterations (best of R runs). Prints ms per iteration and the
 ratios.
@@ -59,8 +66,9 @@ def timed(fn, iters):
     return (time.perf_counter() - t) / iters * 1000
 
 
-def bench_torch(net, hand, shape, iters, rounds):
+def bench_torch(net, hand, shape, iters, rounds, input_grad=False):
     x = torch.randn(shape)
+    xg = x.clone().requires_grad_(input_grad)   # forward+backward: the input's gradient only with --input-grad
     out_name = net.outputs[0]
     g = torch.randn(net.blob_shapes[out_name]).reshape(-1)
 
@@ -74,11 +82,13 @@ def bench_torch(net, hand, shape, iters, rounds):
 
     def ours_fb():
         net.zero_grad(set_to_none=True)
-        (net(data=x)[out_name].reshape(-1) * g).sum().backward()
+        xg.grad = None
+        (net(data=xg)[out_name].reshape(-1) * g).sum().backward()
 
     def hand_fb():
         hand.zero_grad(set_to_none=True)
-        (hand(x).reshape(-1) * g).sum().backward()
+        xg.grad = None
+        (hand(xg).reshape(-1) * g).sum().backward()
 
     res = {}
     for key, a, b in (("fwd", ours_fwd, hand_fwd), ("fwdbwd", ours_fb, hand_fb)):
@@ -91,7 +101,16 @@ def bench_torch(net, hand, shape, iters, rounds):
     return res
 
 
-def bench_caffe(param, iters, threads):
+def bench_caffe(param, iters, threads, mode="loss"):
+    """`caffe time` on `param`: mode "loss" puts loss_weight 1 on the output top (a training step's
+    backward: every blob's diff but the input's), "force" sets force_backward (the input's diff too),
+    "plain" leaves the deploy net as it is (parameter gradients only)."""
+    param = param.__class__.FromString(param.SerializeToString())
+    if mode == "loss":
+        assert param.layer[-1].type == "Softmax", param.layer[-1].type
+        param.layer[-1].loss_weight.append(1.0)      # the last layer makes the output blob (prob)
+    elif mode == "force":
+        param.force_backward = True
     with tempfile.NamedTemporaryFile("w", suffix=".prototxt", dir="/tmp", delete=False) as f:
         f.write(text_format.MessageToString(param))
     try:
@@ -137,12 +156,18 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--no-caffe", action="store_true")
+    ap.add_argument("--input-grad", action="store_true",
+                    help="forward+backward with the input blob's gradient (Caffe force_backward: true)")
+    ap.add_argument("--caffe-params-only", action="store_true",
+                    help="also time Caffe's forward+backward without force_backward (parameter gradients only)")
     ap.add_argument("--nets", default=",".join(NETS))
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(),
                     help="torch threads, and OPENBLAS/OMP_NUM_THREADS for Caffe")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per iteration")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per iteration; forward+backward "
+          + ("with the input blob's gradient (Caffe: force_backward)" if args.input_grad else
+             "as in training, no input gradient (Caffe: loss_weight 1 on the output)"))
     print(f"{'net':10} {'batch':>5} | {'fwd ours':>9} {'torch':>8} {'caffe':>8} {'caffe/ours':>10} "
           f"{'ours/torch':>10} | {'f+b ours':>9} {'torch':>8} {'caffe':>8} {'caffe/ours':>10} {'ours/torch':>10}")
     peak = sgemm_peak(args.threads)
@@ -151,12 +176,16 @@ def main():
         shape = NETS[name]
         param, net, hand = build(name, shape)
         flops = net_flops(net)
-        r = bench_torch(net, hand, shape, args.iters, args.rounds)
+        r = bench_torch(net, hand, shape, args.iters, args.rounds, args.input_grad)
         del net, hand
         cf = cfb = float("nan")
         if not args.no_caffe:   # best of R runs of `caffe time -iterations N`
-            runs = [bench_caffe(param, args.iters, args.threads) for _ in range(args.rounds)]
+            mode = "force" if args.input_grad else "loss"
+            runs = [bench_caffe(param, args.iters, args.threads, mode) for _ in range(args.rounds)]
             cf, cfb = min(r[0] for r in runs), min(r[1] for r in runs)
+            if args.caffe_params_only:
+                po = min(bench_caffe(param, args.iters, args.threads, "plain")[1] for _ in range(args.rounds))
+                print(f"{name:10} caffe f+b without force_backward (parameter gradients only): {po:.1f} ms")
         (of, hf), (ofb, hfb) = r["fwd"], r["fwdbwd"]
         print(f"{name:10} {shape[0]:>5} | {of:9.1f} {hf:8.1f} {cf:8.1f} {cf / of:10.2f} {of / hf:10.3f} | "
               f"{ofb:9.1f} {hfb:8.1f} {cfb:8.1f} {cfb / ofb:10.2f} {ofb / hfb:10.3f}", flush=True)

@@ -156,7 +156,8 @@ def _pack(lay, bn, sc, x):
 # retained blob grads. Gradients are bit-identical to the out-of-place ReLU's.
 
 _OUTPUT_FREE_BACKWARD = frozenset(("ConvolutionBackward0", "MkldnnConvolutionBackward0", "AddmmBackward0",
-                                   "_InnerProductFnBackward", "NativeBatchNormBackward0", "AddBackward0"))
+                                   "_InnerProductFnBackward", "NativeBatchNormBackward0", "AddBackward0",
+                                   "_ConvMMBackward"))
 
 
 def plan_inplace_relu(net):

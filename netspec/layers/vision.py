@@ -19,6 +19,96 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _DECONV = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
+# Where oneDNN's NCHW convolution kernels are slow on CPU (measured with torch 2.13 on 2 AVX2 cores,
+# bench/README.md "GEMM convolutions"), the pass runs as a plain matrix product instead: a 1x1
+# convolution is W (O x C) times X (C x pixels), its data gradient W^T G and its weight gradient the
+# sum over samples of G X^T (the same sums Caffe's im2col + GEMM makes). oneDNN loses by 2-10x on
+# 1x1 passes whose reduction has few channels (<= 128) on large images, on stride-2 1x1 passes, on
+# 1x1 weight gradients (by 10-40%), and on weight gradients of larger kernels with very few output
+# positions (<= 64, e.g. 3x3 on 7x7 at batch 1: 4-5x).
+_MM_CHANNELS = 128
+_MM_POSITIONS = 64
+
+
+def _mm_plan(layer, x):
+    """(forward, data gradient, weight gradient) each by matrix product (True) or oneDNN (False), for
+    2-D convolution layer ``layer`` on the CPU tensor x (N, C, H, W); None when oneDNN does all."""
+    g = layer.geo
+    if g.n_sp != 2 or layer.group != 1 or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+        return None
+    one = tuple(g.kernel) == (1, 1) and tuple(g.pad) == (0, 0)
+    if one:
+        strided = tuple(g.stride) != (1, 1)
+        plan = (strided or g.channels <= _MM_CHANNELS, strided or layer.num_output <= _MM_CHANNELS, True)
+    else:
+        positions = x.shape[0] * layer.top_shapes[0][-1] * layer.top_shapes[0][-2]
+        plan = (False, False, positions <= _MM_POSITIONS and not any(layer.extra))
+    return plan if any(plan) else None
+
+
+def _mm_samples(a, xs, shape):
+    """a @ xs[i] for every sample i, into a new tensor of ``shape`` (N, rows, ...) that is not a view
+    (torch.matmul would compute the transposed product and copy it)."""
+    out = xs.new_empty(shape)
+    flat = out.view(xs.shape[0], a.shape[0], xs.shape[2])
+    for i in range(xs.shape[0]):
+        torch.mm(a, xs[i], out=flat[i])
+    return out
+
+
+class _ConvMM(torch.autograd.Function):
+    """2-D convolution (groups 1) whose passes run as matrix products where ``plan`` says so and as
+    oneDNN convolutions elsewhere; the gradients are those of F.conv2d."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, stride, pad, dilation, plan):
+        ctx.save_for_backward(x, w)
+        ctx.conf = (stride, pad, dilation, plan, b is not None)
+        if not plan[0]:
+            return F.conv2d(x, w, b, stride, pad, dilation)
+        n, c = x.shape[:2]
+        xs = x[:, :, ::stride[0], ::stride[1]] if stride != (1, 1) else x
+        ho, wo = xs.shape[2:]
+        y = _mm_samples(w.reshape(w.shape[0], c), xs.reshape(n, c, ho * wo), (n, w.shape[0], ho, wo))
+        if b is not None:
+            y += b[:, None, None]
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, w = ctx.saved_tensors
+        stride, pad, dilation, plan, has_b = ctx.conf
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gy = gy.contiguous()
+        n, o = gy.shape[:2]
+        gx = gw = gb = None
+        onednn = [need_x and not plan[1], need_w and not plan[2], need_b and has_b]
+        if onednn[0] or onednn[1]:
+            gx, gw, gb = torch.ops.aten.convolution_backward(
+                gy, x, w, [o] if has_b else None, list(stride), list(pad), list(dilation), False, [0, 0], 1,
+                onednn)
+        elif onednn[2]:
+            gb = gy.sum((0, 2, 3))
+        g2 = gy.view(n, o, -1)
+        if need_x and plan[1]:      # 1x1 only: W^T G, scattered back to the strided pixels
+            c = x.shape[1]
+            if stride == (1, 1):
+                gx = _mm_samples(w.reshape(o, c).t(), g2, x.shape)
+            else:
+                gx = x.new_zeros(x.shape)
+                gx[:, :, ::stride[0], ::stride[1]] = _mm_samples(w.reshape(o, c).t(), g2, (n, c) + gy.shape[2:])
+        if need_w and plan[2]:      # sum over samples of G_n cols_n^T
+            if tuple(w.shape[2:]) == (1, 1):
+                cols = (x[:, :, ::stride[0], ::stride[1]] if stride != (1, 1) else x).reshape(n, x.shape[1], -1)
+            else:
+                cols = F.unfold(x, w.shape[2:], dilation, pad, stride)
+            gw = torch.mm(g2[0], cols[0].t())
+            for i in range(1, n):
+                gw.addmm_(g2[i], cols[i].t())
+            gw = gw.view(w.shape)
+        return gx, gw, gb, None, None, None, None
+
+
 def _per_axis(layer, p, name, n_sp, default, hw=None):
     """One spatial quantity: the ``hw``_h/``hw``_w pair (2-D only, not mixed with the repeated field)
     or the repeated ``name`` given 0 (default), 1 or n_sp times (base_conv_layer.cpp)."""
@@ -128,7 +218,12 @@ class Convolution(_BaseConv):
             for e in reversed(self.extra):
                 pads += [0, e]
             x = F.pad(x, pads)
-        return _CONV[g.n_sp](x, self.blobs[0], bias, g.stride, g.pad, g.dilation, self.group)
+        w = self.blobs[0]
+        if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad) and x.is_contiguous():
+            plan = _mm_plan(self, x)
+            if plan is not None:
+                return _ConvMM.apply(x, w, bias, tuple(g.stride), tuple(g.pad), tuple(g.dilation), plan)
+        return _CONV[g.n_sp](x, w, bias, g.stride, g.pad, g.dilation, self.group)
 
 
 @register("Deconvolution")
