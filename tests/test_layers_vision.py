@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from google.protobuf import text_format
 
 from layer_harness import GOLDEN, assert_build_error, check_case, load_case
@@ -145,3 +146,47 @@ BAD = [
 @pytest.mark.parametrize("text,shapes,what", BAD)
 def test_bad_input_names_the_layer(text, shapes, what):
     assert_build_error(build, text, shapes, what)
+
+
+@pytest.mark.parametrize("xs, ws, stride, pad, dil, plan", [
+    ((2, 5, 7, 7), (6, 5, 1, 1), (1, 1), (0, 0), (1, 1), (True, True, True)),
+    ((2, 5, 7, 7), (6, 5, 1, 1), (2, 2), (0, 0), (1, 1), (True, True, True)),
+    ((3, 4, 6, 5), (3, 4, 1, 1), (2, 3), (0, 0), (1, 1), (True, False, True)),
+    ((2, 3, 9, 8), (4, 3, 3, 2), (2, 1), (1, 0), (2, 1), (False, False, True)),
+])
+def test_gemm_convolution_passes_equal_the_convolution(xs, ws, stride, pad, dil, plan):
+    """The GEMM passes (1x1 forward / data gradient, strided too, and the unfold weight gradient) give
+    torch's convolution and its gradients (float64 gradcheck; every subset of inputs needing grad)."""
+    from netspec.layers.vision import _ConvMM
+    torch.manual_seed(0)
+    x, w, b = (torch.randn(s, dtype=torch.float64) for s in (xs, ws, ws[:1]))
+    f = lambda x, w, b: _ConvMM.apply(x, w, b, stride, pad, dil, plan)  # noqa: E731
+    assert torch.autograd.gradcheck(f, (x.requires_grad_(), w.requires_grad_(), b.requires_grad_()))
+    ref = F.conv2d(x, w, b, stride, pad, dil)
+    g = torch.randn_like(ref)
+    for mask in ((1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0)):
+        ins = [t.detach().requires_grad_(bool(m)) for t, m in zip((x, w, b), mask)]
+        want = [t for t in ins if t.requires_grad]
+        ours = torch.autograd.grad((f(*ins) * g).sum(), want)
+        theirs = torch.autograd.grad((F.conv2d(ins[0], ins[1], ins[2], stride, pad, dil) * g).sum(), want)
+        for a, c in zip(ours, theirs):
+            torch.testing.assert_close(a, c)
+
+
+def test_gemm_plan_choice():
+    """Which passes leave oneDNN: 1x1 by reduction width and stride, larger kernels only for the weight
+    gradient of a few output positions; groups and other dtypes never."""
+    from netspec.layers.vision import _mm_plan
+    from netspec import Net
+
+    def plan(conv, shape, dtype=torch.float32):
+        net = Net(f'input: "x" input_shape {{ {" ".join(f"dim: {d}" for d in shape)} }} '
+                  f'layer {{ name: "c" type: "Convolution" bottom: "x" top: "y" convolution_param {{ {conv} }} }}')
+        return _mm_plan(net.layers[-1], torch.zeros(shape, dtype=dtype))
+    assert plan("num_output: 256 kernel_size: 1", (1, 64, 8, 8)) == (True, False, True)
+    assert plan("num_output: 64 kernel_size: 1", (1, 256, 8, 8)) == (False, True, True)
+    assert plan("num_output: 512 kernel_size: 1 stride: 2", (1, 256, 8, 8)) == (True, True, True)
+    assert plan("num_output: 512 kernel_size: 3 pad: 1", (1, 512, 7, 7)) == (False, False, True)
+    assert plan("num_output: 512 kernel_size: 3 pad: 1", (2, 512, 7, 7)) is None
+    assert plan("num_output: 64 kernel_size: 1 group: 2", (1, 64, 8, 8)) is None
+    assert plan("num_output: 64 kernel_size: 1", (1, 64, 8, 8), torch.float16) is None
