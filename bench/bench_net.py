@@ -13,15 +13,18 @@ parameter gradients are computed (from zero top diffs), about a third less arith
 net gets `loss_weight: 1` on its output top (the log then says every layer but the input "needs
 backward computation"; the input blob needs none, as ours). `--input-grad` times instead the pass with
 the input blob's gradient too (Caffe with `force_backward: true`, ours and torch with an input that
-requires grad); `--caffe-params-only` adds Caffe's time on the bare deploy net for reference. Ours and
-torch are timed interleaved, R rounds of N iterations, best round kept (the machine is shared);
-Caffe reports its own averages over N iterations (best of R runs). Prints ms per iteration and the
-ratios.
+requires grad); `--caffe-params-only` adds Caffe's time on the bare deploy net for reference.
+
+R rounds: each times N iterations of ours and of torch (interleaved), then one `caffe time
+-iterations N` run (Caffe reports its own averages). Prints ms per iteration of the best round of
+each, their ratios, and the median (range) of the per-round Caffe/ours ratios, which pair times taken
+minutes apart at most (this VM's speed drifts by 20-35% over a run).
 """
 import argparse
 import math
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,7 +69,7 @@ def timed(fn, iters):
     return (time.perf_counter() - t) / iters * 1000
 
 
-def bench_torch(net, hand, shape, iters, rounds, input_grad=False):
+def bench_torch(net, hand, shape, iters, input_grad=False):
     x = torch.randn(shape)
     xg = x.clone().requires_grad_(input_grad)   # forward+backward: the input's gradient only with --input-grad
     out_name = net.outputs[0]
@@ -90,15 +93,14 @@ def bench_torch(net, hand, shape, iters, rounds, input_grad=False):
         xg.grad = None
         (hand(xg).reshape(-1) * g).sum().backward()
 
-    res = {}
-    for key, a, b in (("fwd", ours_fwd, hand_fwd), ("fwdbwd", ours_fb, hand_fb)):
+    pairs = (("fwd", ours_fwd, hand_fwd), ("fwdbwd", ours_fb, hand_fb))
+    for _, a, b in pairs:
         a(), b()  # warm up
-        ta, tb = [], []
-        for _ in range(rounds):
-            ta.append(timed(a, iters))
-            tb.append(timed(b, iters))
-        res[key] = (min(ta), min(tb))
-    return res
+
+    def one_round():
+        """{key: (ours ms, torch ms)} of one round of `iters` iterations each, ours and torch interleaved."""
+        return {key: (timed(a, iters), timed(b, iters)) for key, a, b in pairs}
+    return one_round
 
 
 def bench_caffe(param, iters, threads, mode="loss"):
@@ -154,7 +156,7 @@ def sgemm_peak(threads):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=5)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--no-caffe", action="store_true")
     ap.add_argument("--input-grad", action="store_true",
                     help="forward+backward with the input blob's gradient (Caffe force_backward: true)")
@@ -176,19 +178,32 @@ def main():
         shape = NETS[name]
         param, net, hand = build(name, shape)
         flops = net_flops(net)
-        r = bench_torch(net, hand, shape, args.iters, args.rounds, args.input_grad)
-        del net, hand
+        one_round = bench_torch(net, hand, shape, args.iters, args.input_grad)
+        # R rounds; each round times ours and torch, then one `caffe time -iterations N` run, so the
+        # paired ratios of a round share the machine's state (its speed drifts by 20-35% over minutes)
+        rounds, caffe = [], []
+        mode = "force" if args.input_grad else "loss"
+        for _ in range(args.rounds):
+            rounds.append(one_round())
+            if not args.no_caffe:
+                caffe.append(bench_caffe(param, args.iters, args.threads, mode))
+        del net, hand, one_round
+        of, hf = (min(r["fwd"][i] for r in rounds) for i in (0, 1))
+        ofb, hfb = (min(r["fwdbwd"][i] for r in rounds) for i in (0, 1))
         cf = cfb = float("nan")
-        if not args.no_caffe:   # best of R runs of `caffe time -iterations N`
-            mode = "force" if args.input_grad else "loss"
-            runs = [bench_caffe(param, args.iters, args.threads, mode) for _ in range(args.rounds)]
-            cf, cfb = min(r[0] for r in runs), min(r[1] for r in runs)
+        if caffe:
+            cf, cfb = min(c[0] for c in caffe), min(c[1] for c in caffe)
             if args.caffe_params_only:
                 po = min(bench_caffe(param, args.iters, args.threads, "plain")[1] for _ in range(args.rounds))
                 print(f"{name:10} caffe f+b without force_backward (parameter gradients only): {po:.1f} ms")
-        (of, hf), (ofb, hfb) = r["fwd"], r["fwdbwd"]
         print(f"{name:10} {shape[0]:>5} | {of:9.1f} {hf:8.1f} {cf:8.1f} {cf / of:10.2f} {of / hf:10.3f} | "
               f"{ofb:9.1f} {hfb:8.1f} {cfb:8.1f} {cfb / ofb:10.2f} {ofb / hfb:10.3f}", flush=True)
+        if caffe:
+            pf = sorted(c[0] / r["fwd"][0] for r, c in zip(rounds, caffe))
+            pb = sorted(c[1] / r["fwdbwd"][0] for r, c in zip(rounds, caffe))
+            print(f"{'':10} {'':5} | caffe/ours per round: fwd median {statistics.median(pf):.2f} "
+                  f"({pf[0]:.2f}-{pf[-1]:.2f}), f+b median {statistics.median(pb):.2f} ({pb[0]:.2f}-{pb[-1]:.2f})",
+                  flush=True)
         bounds.append((name, flops, of, cf, ofb, cfb))
     peak = max(peak, sgemm_peak(args.threads))    # best of before and after: the machine is shared
     print(f"\nRoofline: sgemm peak {peak:.0f} GFLOP/s at {args.threads} thread(s). Convolution + InnerProduct "
