@@ -198,6 +198,9 @@ def main():
                 print(f"{name:10} caffe f+b without force_backward (parameter gradients only): {po:.1f} ms")
         print(f"{name:10} {shape[0]:>5} | {of:9.1f} {hf:8.1f} {cf:8.1f} {cf / of:10.2f} {of / hf:10.3f} | "
               f"{ofb:9.1f} {hfb:8.1f} {cfb:8.1f} {cfb / ofb:10.2f} {ofb / hfb:10.3f}", flush=True)
+        tf = statistics.median(r["fwd"][0] / r["fwd"][1] for r in rounds)
+        tb = statistics.median(r["fwdbwd"][0] / r["fwdbwd"][1] for r in rounds)
+        print(f"{'':10} {'':5} | ours/torch per round: fwd median {tf:.3f}, f+b median {tb:.3f}", flush=True)
         if caffe:
             pf = sorted(c[0] / r["fwd"][0] for r, c in zip(rounds, caffe))
             pb = sorted(c[1] / r["fwdbwd"][0] for r, c in zip(rounds, caffe))
