@@ -15,8 +15,8 @@ backward computation"; the input blob needs none, as ours). `--input-grad` times
 the input blob's gradient too (Caffe with `force_backward: true`, ours and torch with an input that
 requires grad); `--caffe-params-only` adds Caffe's time on the bare deploy net for reference.
 
-R rounds: each times N iterations of ours and of torch (interleaved), then one `caffe time
--iterations N` run (Caffe reports its own averages). Prints ms per iteration of the best round of
+R rounds: each times N iterations of ours and of torch (after one untimed iteration of each; the
+side that goes first alternates), then one `caffe time -iterations N` run (Caffe reports its own averages). Prints ms per iteration of the best round of
 each, their ratios, and the median (range) of the per-round Caffe/ours ratios, which pair times taken
 minutes apart at most (this VM's speed drifts by 20-35% over a run).
 """
@@ -97,9 +97,24 @@ def bench_torch(net, hand, shape, iters, input_grad=False):
     for _, a, b in pairs:
         a(), b()  # warm up
 
+    order = [0]
+
     def one_round():
-        """{key: (ours ms, torch ms)} of one round of `iters` iterations each, ours and torch interleaved."""
-        return {key: (timed(a, iters), timed(b, iters)) for key, a, b in pairs}
+        """{key: (ours ms, torch ms)} of one round of `iters` iterations each, after one untimed
+        iteration of each (the Caffe run in between leaves the caches and the allocator cold); which
+        side goes first alternates between rounds."""
+        order[0] ^= 1
+        res = {}
+        for key, a, b in pairs:
+            a(), b()
+            if order[0]:
+                ta = timed(a, iters)
+                tb = timed(b, iters)
+            else:
+                tb = timed(b, iters)
+                ta = timed(a, iters)
+            res[key] = (ta, tb)
+        return res
     return one_round
 
 
