@@ -162,6 +162,7 @@ def test_gemm_convolution_passes_equal_the_convolution(xs, ws, stride, pad, dil,
     x, w, b = (torch.randn(s, dtype=torch.float64) for s in (xs, ws, ws[:1]))
     f = lambda x, w, b: _ConvMM.apply(x, w, b, stride, pad, dil, plan)  # noqa: E731
     assert torch.autograd.gradcheck(f, (x.requires_grad_(), w.requires_grad_(), b.requires_grad_()))
+    assert torch.autograd.gradgradcheck(f, (x, w, b))     # create_graph goes through torch's backward
     ref = F.conv2d(x, w, b, stride, pad, dil)
     g = torch.randn_like(ref)
     for mask in ((1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0)):

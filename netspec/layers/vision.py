@@ -82,6 +82,8 @@ class _ConvMM(torch.autograd.Function):
         gy = gy.contiguous()
         n, o = gy.shape[:2]
         gx = gw = gb = None
+        if torch.is_grad_enabled():     # create_graph: torch's differentiable convolution backward
+            plan = (False, False, False)
         onednn = [need_x and not plan[1], need_w and not plan[2], need_b and has_b]
         if onednn[0] or onednn[1]:
             gx, gw, gb = torch.ops.aten.convolution_backward(
