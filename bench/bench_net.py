@@ -21,6 +21,8 @@ each, their ratios, and the median (range) of the per-round Caffe/ours ratios, w
 minutes apart at most (this VM's speed drifts by 20-35% over a run).
 """
 import argparse
+import copy
+import itertools
 import math
 import os
 import re
@@ -94,25 +96,20 @@ def bench_torch(net, hand, shape, iters, input_grad=False):
         (hand(xg).reshape(-1) * g).sum().backward()
 
     pairs = (("fwd", ours_fwd, hand_fwd), ("fwdbwd", ours_fb, hand_fb))
-    for _, a, b in pairs:
-        a(), b()  # warm up
-
-    order = [0]
+    rounds = itertools.count()
 
     def one_round():
         """{key: (ours ms, torch ms)} of one round of `iters` iterations each, after one untimed
         iteration of each (the Caffe run in between leaves the caches and the allocator cold); which
         side goes first alternates between rounds."""
-        order[0] ^= 1
+        swap = next(rounds) % 2
         res = {}
         for key, a, b in pairs:
             a(), b()
-            if order[0]:
-                ta = timed(a, iters)
-                tb = timed(b, iters)
+            if swap:
+                tb, ta = timed(b, iters), timed(a, iters)
             else:
-                tb = timed(b, iters)
-                ta = timed(a, iters)
+                ta, tb = timed(a, iters), timed(b, iters)
             res[key] = (ta, tb)
         return res
     return one_round
@@ -122,7 +119,7 @@ def bench_caffe(param, iters, threads, mode="loss"):
     """`caffe time` on `param`: mode "loss" puts loss_weight 1 on the output top (a training step's
     backward: every blob's diff but the input's), "force" sets force_backward (the input's diff too),
     "plain" leaves the deploy net as it is (parameter gradients only)."""
-    param = param.__class__.FromString(param.SerializeToString())
+    param = copy.deepcopy(param)
     if mode == "loss":
         assert param.layer[-1].type == "Softmax", param.layer[-1].type
         param.layer[-1].loss_weight.append(1.0)      # the last layer makes the output blob (prob)
