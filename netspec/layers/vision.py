@@ -20,7 +20,7 @@ _DECONV = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 # Where oneDNN's NCHW convolution kernels are slow on CPU (measured with torch 2.13 on 2 AVX2 cores,
-# bench/README.md "GEMM convolutions"), the pass runs as a plain matrix product instead: a 1x1
+# bench/README.md "What changed in session 3"), the pass runs as a plain matrix product instead: a 1x1
 # convolution is W (O x C) times X (C x pixels), its data gradient W^T G and its weight gradient the
 # sum over samples of G X^T (the same sums Caffe's im2col + GEMM makes). oneDNN loses by 2-10x on
 # 1x1 passes whose reduction has few channels (<= 128) on large images, on stride-2 1x1 passes, on
@@ -42,7 +42,7 @@ def _mm_plan(layer, x):
         plan = (strided or g.channels <= _MM_CHANNELS, strided or layer.num_output <= _MM_CHANNELS, True)
     else:
         positions = x.shape[0] * layer.top_shapes[0][-1] * layer.top_shapes[0][-2]
-        plan = (False, False, positions <= _MM_POSITIONS and not any(layer.extra))
+        plan = (False, False, positions <= _MM_POSITIONS)
     return plan if any(plan) else None
 
 
@@ -67,7 +67,7 @@ class _ConvMM(torch.autograd.Function):
         if not plan[0]:
             return F.conv2d(x, w, b, stride, pad, dilation)
         n, c = x.shape[:2]
-        xs = x[:, :, ::stride[0], ::stride[1]] if stride != (1, 1) else x
+        xs = x[:, :, ::stride[0], ::stride[1]]     # a 1x1 kernel reads only these pixels
         ho, wo = xs.shape[2:]
         y = _mm_samples(w.reshape(w.shape[0], c), xs.reshape(n, c, ho * wo), (n, w.shape[0], ho, wo))
         if b is not None:
@@ -101,7 +101,7 @@ class _ConvMM(torch.autograd.Function):
                 gx[:, :, ::stride[0], ::stride[1]] = _mm_samples(w.reshape(o, c).t(), g2, (n, c) + gy.shape[2:])
         if need_w and plan[2]:      # sum over samples of G_n cols_n^T
             if tuple(w.shape[2:]) == (1, 1):
-                cols = (x[:, :, ::stride[0], ::stride[1]] if stride != (1, 1) else x).reshape(n, x.shape[1], -1)
+                cols = x[:, :, ::stride[0], ::stride[1]].reshape(n, x.shape[1], -1)
             else:
                 cols = F.unfold(x, w.shape[2:], dilation, pad, stride)
             gw = torch.mm(g2[0], cols[0].t())
