@@ -1,5 +1,10 @@
 """Shared pytest fixtures."""
+import os
+
+import numpy as np
 import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -11,3 +16,18 @@ def _unshadow_dsl_layers():
     import netspec
     if getattr(netspec.__dict__.get("layers"), "__path__", None) is not None:
         del netspec.__dict__["layers"]
+
+
+@pytest.fixture
+def at_repo_root(monkeypatch):
+    """Run the test from the repository root (golden layer texts hold paths relative to it); a module
+    opts in with ``pytestmark = pytest.mark.usefixtures("at_repo_root")``."""
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture(scope="module")
+def golden(request):
+    """The requesting module's Caffe goldens as {name: array}, read once from the .npz file its
+    ``GOLDEN_NPZ`` names."""
+    with np.load(request.module.GOLDEN_NPZ) as z:
+        return {k: z[k] for k in z.files}

@@ -15,17 +15,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden", "data")
 CASES = ["raw_meanfile", "enc_meanfile", "raw_meanvalue", "raw_nocrop_single_mean", "enc_force_gray", "gray_raw",
          "resized_raw", "imagedata_meanvalue", "imagedata_gray", "imagedata_resize"]
-
-
-@pytest.fixture(scope="module")
-def golden():
-    with np.load(os.path.join(GOLDEN, "data_layers.npz")) as z:
-        return {k: z[k] for k in z.files}
-
-
-@pytest.fixture(autouse=True)
-def _at_root(monkeypatch):
-    monkeypatch.chdir(ROOT)   # the golden layer texts use paths relative to the repository root
+GOLDEN_NPZ = os.path.join(GOLDEN, "data_layers.npz")   # conftest's `golden` fixture reads it
+pytestmark = pytest.mark.usefixtures("at_repo_root")   # the golden layer texts use paths relative to it
 
 
 def make(text, phase="TEST", workers=0):

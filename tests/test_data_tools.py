@@ -54,20 +54,26 @@ def test_compute_image_mean_matches_caffe(tmp_path):
     assert np.array_equal(np.load(tmp_path / "mean.npy"), ref)
 
 
-def test_mean_of_float_datums_is_float32_running_sum(tmp_path):
-    from netspec.data.datum import array_to_datum
+def assert_mean_is_float32_running_sum(tmp_path, arrs, serialize):
+    """compute_image_mean over an LMDB of ``serialize(a, i)`` for each array equals Caffe's float32
+    running sum of the arrays divided by their count."""
     from netspec.data.lmdb_io import LMDBWriter
-    rng = np.random.default_rng(3)
-    arrs = [rng.integers(0, 256, (1, 2, 3)).astype(np.uint8) for _ in range(3)]
-    arrs += [(rng.random((1, 2, 3)) * 1000).astype(np.float32) for _ in range(3)]
     with LMDBWriter(str(tmp_path / "db")) as w:
         for i, a in enumerate(arrs):
-            w.put("%08d" % i, array_to_datum(a).SerializeToString())
-    acc = np.zeros((1, 2, 3), np.float32)
+            w.put("%08d" % i, serialize(a, i))
+    acc = np.zeros(arrs[0].shape, np.float32)
     for a in arrs:
         acc += a
     mean, count = compute_image_mean(str(tmp_path / "db"), workers=1)
-    assert count == 6 and np.array_equal(mean, acc / np.float32(6))
+    assert count == len(arrs) and np.array_equal(mean, acc / np.float32(len(arrs)))
+
+
+def test_mean_of_float_datums_is_float32_running_sum(tmp_path):
+    from netspec.data.datum import array_to_datum
+    rng = np.random.default_rng(3)
+    arrs = [rng.integers(0, 256, (1, 2, 3)).astype(np.uint8) for _ in range(3)]
+    arrs += [(rng.random((1, 2, 3)) * 1000).astype(np.float32) for _ in range(3)]
+    assert_mean_is_float32_running_sum(tmp_path, arrs, lambda a, i: array_to_datum(a).SerializeToString())
 
 
 def test_worker_arena_places_values_and_falls_back_to_bytes():
@@ -90,17 +96,9 @@ def test_worker_arena_places_values_and_falls_back_to_bytes():
 def test_mean_of_many_uint8_datums_is_exact(tmp_path):
     """More datums than one uint16 block (257): the integer sums equal the float32 running sum."""
     from netspec.data.datum import raw_datum_bytes
-    from netspec.data.lmdb_io import LMDBWriter
     arrs = np.random.default_rng(4).integers(0, 256, (600, 2, 3, 4), dtype=np.uint8)
     arrs[:300] = 255                                             # blocks at their largest sums
-    with LMDBWriter(str(tmp_path / "db")) as w:
-        for i, a in enumerate(arrs):
-            w.put("%08d" % i, raw_datum_bytes(a, i))
-    acc = np.zeros((2, 3, 4), np.float32)
-    for a in arrs:
-        acc += a
-    mean, count = compute_image_mean(str(tmp_path / "db"), workers=1)
-    assert count == 600 and np.array_equal(mean, acc / np.float32(600))
+    assert_mean_is_float32_running_sum(tmp_path, arrs, raw_datum_bytes)
 
 
 def test_resize_matches_caffe():

@@ -14,17 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden", "window")
 CASES = ["warp", "warp_fg_rounding", "warp_context_border", "square", "square_context", "context_clamp",
          "meanfile", "meanvalue_scale", "grey_single_mean"]
-
-
-@pytest.fixture(scope="module")
-def golden():
-    with np.load(os.path.join(GOLDEN, "window.npz")) as z:
-        return {k: z[k] for k in z.files}
-
-
-@pytest.fixture(autouse=True)
-def _at_root(monkeypatch):
-    monkeypatch.chdir(ROOT)   # the golden layer texts use paths relative to the repository root
+GOLDEN_NPZ = os.path.join(GOLDEN, "window.npz")   # conftest's `golden` fixture reads it
+pytestmark = pytest.mark.usefixtures("at_repo_root")   # the golden layer texts use paths relative to it
 
 
 def make(text, phase="TEST"):

@@ -139,7 +139,7 @@ def errors():
 def caffe_side():
     import caffe
     sys.path.insert(0, HERE)
-    from make_solver_goldens import CASES as SOLVER_CASES, net_text
+    from make_solver_goldens import CASES as SOLVER_CASES, write_solver
     caffe.set_mode_cpu()
     os.makedirs(OUT, exist_ok=True)
     g = {}
@@ -169,13 +169,8 @@ def caffe_side():
 
     def solver_for(case, prefix):
         extra, params = SOLVER_CASES[case]
-        net_path = os.path.join(TMP, case + "_net.prototxt")
-        with open(net_path, "w") as f:
-            f.write(net_text(source, params))
-        path = os.path.join(TMP, case + "_solver.prototxt")
-        with open(path, "w") as f:
-            f.write('net: "%s"\n%s%s\nsnapshot_prefix: "%s"\n' % (net_path, extra, H5_EXTRA, prefix))
-        return caffe.get_solver(path)
+        return caffe.get_solver(write_solver(TMP, case, source, params,
+                                             '%s%s\nsnapshot_prefix: "%s"\n' % (extra, H5_EXTRA, prefix)))
 
     def run_to(solver, n):
         losses = []

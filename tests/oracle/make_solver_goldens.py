@@ -87,6 +87,19 @@ def net_text(source, params):
     return text
 
 
+def write_solver(folder, name, source, params, solver_text):
+    """Write folder/<name>_net.prototxt (the tiny net on ``source`` with the layer ``params``) and
+    folder/<name>_solver.prototxt ('net: "<that file>"', a newline, then ``solver_text``); return the
+    solver file's path."""
+    net_path = os.path.join(folder, name + "_net.prototxt")
+    with open(net_path, "w") as f:
+        f.write(net_text(source, params))
+    path = os.path.join(folder, name + "_solver.prototxt")
+    with open(path, "w") as f:
+        f.write('net: "%s"\n%s' % (net_path, solver_text))
+    return path
+
+
 def make_data(path):
     rng = np.random.RandomState(20261123)
     label = rng.randint(0, 10, size=32).astype(np.float32)
@@ -99,13 +112,8 @@ def make_data(path):
 
 
 def run_case(tmp, name, solver_extra, params, source):
-    net_path = os.path.join(tmp, name + "_net.prototxt")
-    with open(net_path, "w") as f:
-        f.write(net_text(source, params))
-    solver_path = os.path.join(tmp, name + "_solver.prototxt")
-    with open(solver_path, "w") as f:
-        f.write('net: "%s"\n%s\nsnapshot_prefix: "snap_%s"\n' % (net_path, solver_extra, name))
-    solver = caffe.get_solver(solver_path)
+    solver = caffe.get_solver(write_solver(tmp, name, source, params,
+                                           '%s\nsnapshot_prefix: "snap_%s"\n' % (solver_extra, name)))
     solver.net.copy_from(os.path.join(OUT, "init.caffemodel"))
     losses = []
     for it in range(ITERS):
@@ -131,13 +139,9 @@ def caffe_cli_log(tmp, source):
     -> caffe_train.log, for the log-format test (and the log parser)."""
     import subprocess
     extra, params = CASES["sgd"]
-    net_path = os.path.join(tmp, "cli_net.prototxt")
-    with open(net_path, "w") as f:
-        f.write(net_text(source, params))
-    solver_path = os.path.join(tmp, "cli_solver.prototxt")
-    with open(solver_path, "w") as f:
-        f.write('net: "%s"\n%s\n' % (net_path, extra.replace("display: 0 max_iter: 100", "display: 10 max_iter: 40"))
-                + 'test_iter: 2 test_interval: 20 test_compute_loss: true average_loss: 3 snapshot_prefix: "%s/cli"\n' % tmp)
+    solver_path = write_solver(
+        tmp, "cli", source, params, extra.replace("display: 0 max_iter: 100", "display: 10 max_iter: 40") + "\n"
+        + 'test_iter: 2 test_interval: 20 test_compute_loss: true average_loss: 3 snapshot_prefix: "%s/cli"\n' % tmp)
     env = dict(os.environ, GLOG_logtostderr="1", GLOG_minloglevel="0")
     r = subprocess.run(["caffe", "train", "-solver", solver_path, "-weights", os.path.join(OUT, "init.caffemodel")],
                        stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env, universal_newlines=True, check=True)
@@ -156,13 +160,7 @@ def restore_ours(folder):
         if not os.path.exists(state):
             continue
         extra, params = CASES[name]
-        net_path = os.path.join(tmp, name + "_net.prototxt")
-        with open(net_path, "w") as f:
-            f.write(net_text(source, params))
-        solver_path = os.path.join(tmp, name + "_solver.prototxt")
-        with open(solver_path, "w") as f:
-            f.write('net: "%s"\n%s\n' % (net_path, extra))
-        solver = caffe.get_solver(solver_path)
+        solver = caffe.get_solver(write_solver(tmp, name, source, params, extra + "\n"))
         cwd = os.getcwd()
         os.chdir(folder)
         solver.restore(state)
