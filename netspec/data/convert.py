@@ -22,8 +22,7 @@ import time
 import numpy as np
 
 from protos.errors import DataError
-from .datum import (datum_to_array, encoded_datum_parts, join_parts, parse_datum, parts_size, put_parts,
-                    raw_datum_parts, raw_datum_view)
+from .datum import decode_value, encoded_datum_parts, join_parts, parse_datum, parts_size, put_parts, raw_datum_parts
 from .image import COLOR, GRAY, check_image_header, cv2, encode_hwc, hwc_to_chw, read_file, read_image_hwc
 from .lmdb_io import LEVELDB_HINT, LMDBReader, LMDBWriter
 from .sources import read_list
@@ -148,10 +147,11 @@ class _Parallel:
         pending = collections.deque()
 
         def submit():
-            for k, start in tasks:
+            task = next(tasks, None)
+            if task is not None:
+                k, start = task
                 items = list(enumerate(self.entries[start:start + self.chunk], start))
                 pending.append(self.pool.apply_async(_run_chunk, ((k % self.slots, items),)))
-                return
         for _ in range(self.slots):
             submit()
         while pending:
@@ -228,7 +228,10 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
         if workers > 1 and len(entries) > 1 and fork:
             # bytes per datum, to size the shared slots (a datum that does not fit travels by pipe):
             # raw and re-encoded resized images are at most about C*H*W, files stored verbatim ~256 KiB
-            per_item = (1 if gray else 3) * height * width + 1024 if height else 256 << 10 if job.encode else 1 << 20
+            if height:
+                per_item = (1 if gray else 3) * height * width + 1024
+            else:
+                per_item = 256 << 10 if job.encode else 1 << 20
             results = _Parallel(job, entries, workers, per_item)
         else:
             results = ((k, None if v is None else join_parts(v), line, info)
@@ -264,14 +267,8 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
 
 
 def _decode_value(db_name, item):
-    key, value = item
-    r = raw_datum_view(value)
-    if r is not None:           # raw uint8 datum: a view of the value, no protobuf copy
-        return bytes(key), np.frombuffer(r[3], np.uint8).reshape(r[:3])
-    key = bytes(key)
-    where = f"{db_name}: key {key.decode(errors='replace')!r}"
-    d = parse_datum(value, where)
-    return key, datum_to_array(d, None, where)
+    key, value = bytes(item[0]), item[1]
+    return key, decode_value(value, None, lambda: f"{db_name}: key {key.decode(errors='replace')!r}")[0]
 
 
 def compute_image_mean(db_name, workers=None, backend="lmdb"):

@@ -136,6 +136,19 @@ def raw_datum_view(value):
     return c, h, w, data, label - (1 << 32) if label >= 1 << 31 else label
 
 
+def decode_value(value, color_mode=None, where=None):
+    """(C x H x W array, label) of a serialized Datum (bytes or an LMDB buffer): a raw uint8 datum as
+    a zero-copy view of ``value`` (``raw_datum_view``), anything else through protobuf and
+    ``datum_to_array``. ``where``: a function naming the record for error messages, called only on
+    the protobuf path."""
+    r = raw_datum_view(value)
+    if r is not None:
+        return np.frombuffer(r[3], np.uint8).reshape(r[:3]), r[4]
+    name = where() if where is not None else "<datum>"
+    d = parse_datum(value, name)
+    return datum_to_array(d, color_mode, name), d.label
+
+
 def datum_to_array(d, color_mode=None, where="<datum>"):
     """The datum's pixels as a C x H x W array: uint8 for ``data`` / encoded, float32 for float_data.
 

@@ -120,9 +120,10 @@ def encode_hwc(img, fmt, where="<image>"):
     ext = fmt.lower().lstrip(".")
     if ext not in _EXTS:
         raise DataError(f"{where}: cannot encode as '{fmt}'; valid: {', '.join(_EXTS)}")
+    cv = cv2()
     try:
-        ok, buf = cv2().imencode("." + ext, img)
-    except _cv2.error as e:
+        ok, buf = cv.imencode("." + ext, img)
+    except cv.error as e:
         raise DataError(f"{where}: cannot encode as '{fmt}': {str(e).strip().splitlines()[-1]}") from None
     if not ok:
         raise DataError(f"{where}: OpenCV could not encode the image as '{fmt}'")
@@ -137,11 +138,15 @@ def encode_image(chw, fmt):
 def check_image_header(data, where="<bytes>"):
     """Raise DataError unless ``data`` starts like an image file (its header parsed by PIL, without
     decoding the pixels: convert_imageset's verbatim --encoded path stores the file as it is)."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
     import io
     try:
         img = Image.open(io.BytesIO(data))
         if img.width <= 0 or img.height <= 0:
             raise ValueError("empty image")
+    except Image.DecompressionBombError:
+        return                  # a valid header, only over PIL's pixel limit for decoding
+    except UnidentifiedImageError:
+        raise DataError(f"{where}: cannot decode image (not a JPEG/PNG/BMP/TIFF/... image file)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{where}: cannot decode image: {e}") from None

@@ -9,10 +9,8 @@ never what the user meant. Blank lines are ignored.
 """
 import contextlib
 
-import numpy as np
-
 from protos.errors import DataError
-from .datum import datum_to_array, parse_datum, raw_datum_view
+from .datum import decode_value
 from .image import COLOR, GRAY, read_image
 from .lmdb_io import LMDBReader
 
@@ -69,8 +67,7 @@ class LMDBSource:
         return f"{self.reader.path}: key {self.reader.keys[i].decode(errors='replace')!r}"
 
     def decode(self, i, value):
-        d = parse_datum(value, self.where(i))
-        return datum_to_array(d, self.color_mode, self.where(i)), d.label
+        return decode_value(value, self.color_mode, lambda: self.where(i))
 
     def load(self, i):
         return self.decode(i, self.reader.get(i))
@@ -81,17 +78,9 @@ class LMDBSource:
     @contextlib.contextmanager
     def views(self, indices):
         """Like ``load_many``, but raw uint8 datums come as arrays viewing the LMDB's memory map
-        (no copy; read from the wire format by ``raw_datum_view``): use them inside the ``with``
-        block only."""
+        (no copy; see ``decode_value``): use them inside the ``with`` block only."""
         with self.reader.buffers(indices) as bufs:
-            out = []
-            for i, v in zip(indices, bufs):
-                r = raw_datum_view(v)
-                if r is None:
-                    out.append(self.decode(i, v))
-                else:
-                    out.append((np.frombuffer(r[3], np.uint8).reshape(r[:3]), r[4]))
-            yield out
+            yield [self.decode(i, v) for i, v in zip(indices, bufs)]
 
 
 class ImageListSource:

@@ -71,20 +71,12 @@ class DataTransformer:
 
     def plan(self, rng, shape):
         """(do_mirror, h_off, w_off) for one sample of source shape (C, H, W), Caffe's draw order."""
-        _, h, w = shape
-        do_mirror = bool(rng.integers(2)) if self.mirror else False
-        h_off = w_off = 0
-        if self.crop:
-            if self.train:
-                h_off = int(rng.integers(h - self.crop + 1))
-                w_off = int(rng.integers(w - self.crop + 1))
-            else:
-                h_off, w_off = (h - self.crop) // 2, (w - self.crop) // 2
-        return do_mirror, h_off, w_off
+        return self.plans(rng, shape, 1)[0]
 
     def plans(self, rng, shape, n):
-        """Plans of ``n`` samples of one source shape, drawn as whole vectors (mirror coins, then
-        h offsets, then w offsets): the same distributions as ``plan``, far fewer generator calls."""
+        """Plans (do_mirror, h_off, w_off) of ``n`` samples of one source shape, drawn as whole
+        vectors (mirror coins, then h offsets, then w offsets; for one sample Caffe's draw order):
+        far fewer generator calls than one sample at a time."""
         _, h, w = shape
         mirror = rng.integers(2, size=n).astype(bool).tolist() if self.mirror else [False] * n
         if self.crop and self.train:
