@@ -19,7 +19,6 @@ back with ``torch.load(weights_only=True)``. HDF5 (``.h5``/``.hdf5``, or any fil
 reading, as Caffe's H5Fis_hdf5 test): netspec.weights_h5. Writes are atomic (temporary file + rename).
 """
 import os
-import tempfile
 
 import numpy as np
 import torch
@@ -127,17 +126,12 @@ def save_weights(net, path, fmt=None):
     fmt = fmt or _format(path)
     if fmt == "h5":
         return weights_h5.save(net, path)
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
             if fmt == "pth":
                 torch.save(dict(net.caffe_state_dict()), f)
             else:
                 wire.write_caffemodel(f, net.name, net.saved_params,
                                       [[p.detach() for p in l.blobs] for l in net.layers])
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    wire.atomic_write(path, write, WeightsError)

@@ -20,24 +20,30 @@ group ``history`` with datasets "0".."N-1" in the history blobs' shapes (exact s
 Caffe recognises an HDF5 weights file by content (H5Fis_hdf5), so ``is_hdf5`` sniffs the signature.
 Writes go to a temporary file in the destination folder, then a rename.
 """
+import contextlib
 import os
-import tempfile
 
 import numpy as np
 import torch
 
 from protos.errors import WeightsError
+from .netparams import raw_blob
+from .wire import atomic_write
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-def _open(path, what):
-    """``path`` opened read-only; a one-line WeightsError naming it otherwise."""
+@contextlib.contextmanager
+def _reading(path, what):
+    """``path`` opened read-only for the ``with`` body; a missing, unreadable or corrupt file (an OSError
+    from h5py while opening or reading) is a one-line WeightsError naming it."""
     h5py = _h5py()
     if not os.path.isfile(path):
-        raise WeightsError(f"{path}: no such {what} file")
+        raise WeightsError(f"{path}: not a regular file (an {what} file expected)" if os.path.exists(path)
+                           else f"{path}: no such {what} file")
     try:
-        return h5py.File(path, "r")
+        with h5py.File(path, "r") as f:
+            yield f
     except OSError as e:
         msg = str(e).replace("Unable to synchronously open file ", "").replace("Unable to open file ", "")
         raise WeightsError(f"{path}: cannot read {what}: {msg}") from None
@@ -80,11 +86,10 @@ def load(net, path):
     """Net::CopyTrainedLayersFromHDF5: copy ``/data/<layer>/<i>`` into the net; returns the names of the
     file's layers the net does not have (ignored)."""
     h5py = _h5py()
-    f = _open(path, "HDF5 weights")
     owned = _owned(net)
     last = {n: i for i, n in enumerate(net.layer_names)}
     ignored = []
-    with f, torch.no_grad():
+    with _reading(path, "HDF5 weights") as f, torch.no_grad():
         data = f.get("data")
         if not isinstance(data, h5py.Group):
             raise WeightsError(f"{path}: no /data group; not a Caffe HDF5 model (.caffemodel.h5)")
@@ -118,22 +123,6 @@ def load(net, path):
     return ignored
 
 
-def _atomic(path, write):
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".h5", dir=d)
-    os.close(fd)
-    mask = os.umask(0)
-    os.umask(mask)
-    try:
-        os.chmod(tmp, 0o666 & ~mask)   # as a plain open() would create it, not mkstemp's 0600
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _array(t):
     return np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)
 
@@ -152,7 +141,6 @@ def save(net, path, write_diff=False):
                                f"names (Caffe's ToHDF5 fails on it too); save as .caffemodel instead")
         seen.add(name)
     owned = _owned(net)
-    from .netparams import raw_blob
 
     def write(tmp):
         with h5py.File(tmp, "w") as f:
@@ -169,7 +157,7 @@ def save(net, path, write_diff=False):
                         grad = raw_blob(layer, j).grad
                         grad = torch.zeros(p.shape) if grad is None else grad.reshape(p.shape)
                         gd.create_dataset(str(j), data=_array(grad))
-    _atomic(path, write)
+    atomic_write(path, write, WeightsError)
 
 
 # -- solver states -----------------------------------------------------------------------------------
@@ -198,20 +186,22 @@ def write_solverstate(path, iteration, learned_net, history, current_step=0):
             g = f.create_group("history")
             for i, t in enumerate(history):
                 g.create_dataset(str(i), data=_array(t))
-    _atomic(path, write)
+    atomic_write(path, write, WeightsError)
 
 
 def read_solverstate(path):
     """RestoreSolverStateFromHDF5's reading: (iter, learned_net or "", current_step, [float32 arrays])."""
     h5py = _h5py()
-    f = _open(path, "HDF5 solver state")
-    with f:
+    with _reading(path, "HDF5 solver state") as f:
         iteration = _int(f, path, "iter")
         learned = ""
         if "learned_net" in f:
             v = f["learned_net"][()]
             v = v.reshape(-1)[0] if isinstance(v, np.ndarray) and v.size else v
-            learned = (v if isinstance(v, bytes) else str(v).encode()).split(b"\0", 1)[0].decode("utf-8")
+            try:
+                learned = (v if isinstance(v, bytes) else str(v).encode()).split(b"\0", 1)[0].decode("utf-8")
+            except UnicodeDecodeError:
+                raise WeightsError(f"{path}: learned_net is not a UTF-8 file name") from None
         step = _int(f, path, "current_step")
         g = f.get("history")
         if not isinstance(g, h5py.Group):
@@ -221,5 +211,7 @@ def read_solverstate(path):
             ds = g.get(str(i))
             if not isinstance(ds, h5py.Dataset):
                 raise WeightsError(f"{path}: /history has {len(g)} entries but no dataset '{i}'")
+            if ds.dtype.kind not in "fiu":
+                raise WeightsError(f"{path}: /history/{i} is not a numeric dataset")
             history.append(np.asarray(ds[()], dtype=np.float32))
     return iteration, learned, step, history

@@ -8,8 +8,12 @@ packed float, shape 7, double_data 8); everything else is skipped. The packed ``
 
 Writing emits what Caffe's serializer emits for Net::ToProto (fields in field-number order): the net
 name, then each layer as its LayerParameter fields below ``blobs`` (7), the blobs (``data`` then
-``shape``), then the fields above 7.
+``shape``), then the fields above 7. ``atomic_write`` is the one temporary-file-and-rename writer of the
+weights and solver-state files (.caffemodel, .pth, .h5, .solverstate).
 """
+import os
+import tempfile
+
 import numpy as np
 
 from protos import caffe_pb2
@@ -137,6 +141,26 @@ def read_caffemodel_layers(buf):
 
 
 # -- writing ---------------------------------------------------------------------------------------
+def atomic_write(path, write, error):
+    """``write(tmp)`` fills a temporary file beside ``path``, which then replaces ``path`` (readers never
+    see half a file; the mode is what a plain open() would give, not mkstemp's 0600). An OSError
+    (missing folder, no permission, disk full) becomes one line of ``error`` naming ``path``."""
+    d = os.path.dirname(os.path.abspath(path))
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
+        os.close(fd)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise error(f"{path}: cannot write: {e.strerror or e}") from None
+        raise
 
 
 def _key(fn, wt):

@@ -39,7 +39,6 @@ def decode_varint(buf, pos, end=None):
         shift += 7
 
 
-
 def _packed_fields(raw):
     """{field number: bytes} of the length-delimited top-level fields of a serialized BlobProto; None
     when a value field uses the unpacked encoding (caller takes the slow path)."""
@@ -111,8 +110,6 @@ def encode_varint(n):
         else:
             out.append(b)
             return bytes(out)
-
-
 
 
 def _ld(fn, payload):

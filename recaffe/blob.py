@@ -10,6 +10,8 @@ currently holds the blob, and hands out ``tensor.numpy()``, which shares memory 
 import numpy as np
 import torch
 
+from netspec.netparams import raw_blob
+
 
 def _as_shape(args):
     """reshape(2, 3), reshape((2, 3)) and reshape([2, 3]) all mean shape (2, 3), as in pycaffe."""
@@ -104,7 +106,6 @@ class ParamBlob(_BlobBase):
         return self._layer.blobs[self._index]
 
     def _grad(self):
-        from netspec.netparams import raw_blob
         p = raw_blob(self._layer, self._index)   # the owner's parameter for a PERMISSIVE sharer's view
         if p.grad is None or tuple(p.grad.shape) != tuple(p.shape):
             p.grad = torch.zeros_like(p.detach())

@@ -11,11 +11,11 @@ InitTestNets; src/caffe/util/upgrade_proto.cpp: UpgradeSolverType).
 """
 import os
 import random
-import tempfile
 
 import numpy as np
 import torch
 
+from netspec import wire
 from netspec.net import Net
 from protos import caffe_pb2
 from protos.errors import SolverError, WeightsError
@@ -136,13 +136,7 @@ def load_checked(net, path):
 
 
 def atomic_torch_save(obj, path):
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp):
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    wire.atomic_write(path, write, SolverError)

@@ -9,23 +9,17 @@ is byte-identical to Caffe's for the same numbers. The float payload is streamed
 views (netspec.wire), not through protobuf repeated fields: CaffeNet's history is 60M floats.
 HDF5 states (.solverstate.h5, snapshot_format: HDF5) are read and written by netspec.weights_h5.
 """
-import os
-import tempfile
-
-import numpy as np
 import torch
 
-from netspec import wire
+from netspec import weights_h5, wire
 from protos.blob import encode_varint
-from protos.errors import SolverError
+from protos.errors import SolverError, WeightsError
 
 
 def write_solverstate(path, iteration, learned_net, history, current_step=0):
     """Write a binary SolverState atomically (temporary file in the same folder, then rename)."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def write(tmp):
+        with open(tmp, "wb") as f:
             f.write(wire._key(1, 0) + encode_varint(int(iteration)))
             if learned_net:
                 name = learned_net.encode("utf-8")
@@ -37,16 +31,11 @@ def write_solverstate(path, iteration, learned_net, history, current_step=0):
                     f.write(memoryview(arr).cast("B"))
                 f.write(shape)
             f.write(wire._key(4, 0) + encode_varint(int(current_step)))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    wire.atomic_write(path, write, SolverError)
 
 
 def write_solverstate_h5(path, iteration, learned_net, history, current_step=0):
     """Write an HDF5 solver state (SnapshotSolverStateToHDF5's layout, netspec.weights_h5) atomically."""
-    from netspec import weights_h5
     weights_h5.write_solverstate(path, iteration, learned_net, history, current_step)
 
 
@@ -61,8 +50,6 @@ class SolverStateFile:
 def read_solverstate(path):
     """Read a binary .solverstate, or an HDF5 one (name ending in .h5, as Solver::Restore decides)."""
     if str(path).endswith(".h5"):
-        from netspec import weights_h5
-        from protos.errors import WeightsError
         try:
             return SolverStateFile(*weights_h5.read_solverstate(path))
         except WeightsError as e:
