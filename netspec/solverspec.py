@@ -16,7 +16,6 @@ protobuf >= 4 (upb) prints 6-or-9 significant digits and raw UTF-8, and text_for
 at 6 digits (`3.00018e-42` for 3e-42), so the printer is ours: text_format's layout, our float spelling.
 """
 import os
-import tempfile
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
@@ -24,6 +23,7 @@ from google.protobuf.message import Message
 from protos import caffe_pb2
 from protos.printer import message_to_text, shortest_float32  # noqa: F401 (re-exported)
 from protos.errors import NetError, RecaffeError, SolverError
+from .wire import atomic_write
 
 __all__ = ["SolverSpec", "solver", "assign_fields", "to_prototxt", "shortest_float32", "write"]
 
@@ -124,22 +124,15 @@ def to_prototxt(msg):
 
 
 def write(msg, path):
-    """Write prototxt for a message / NetSpec / SolverSpec to `path` atomically (temp file, os.replace)."""
-    text = to_prototxt(msg)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
+    """Write prototxt for a message / NetSpec / SolverSpec to `path` atomically (temp file, os.replace);
+    an OSError propagates as open() would raise it."""
+    text = to_prototxt(msg).encode("utf-8")
+
+    def fill(tmp):
+        with open(tmp, "wb") as f:
             f.write(text)
-        # mkstemp makes the file 0600; give it the old file's mode, or the usual 0644.
-        os.chmod(tmp, os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    atomic_write(path, fill, None)
+    return os.fspath(path)
 
 
 # ---------------------------------------------------------------- the solver builder
