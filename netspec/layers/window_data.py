@@ -38,18 +38,11 @@ import numpy as np
 import torch
 
 from protos.errors import DataError
+from ..data.image import COLOR, cv2, decode_hwc
 from .base import Layer
 from .registry import register
 
 _INT = re.compile(r"[+-]?\d+\Z")
-
-
-def _cv2():
-    try:
-        import cv2
-    except ImportError:
-        raise DataError("the WindowData layer needs OpenCV: pip install opencv-python-headless") from None
-    return cv2
 
 
 class _Tokens:
@@ -240,17 +233,12 @@ class WindowData(Layer):
             raise DataError(f"{self.source}:{line}: cannot read image {path!r}: {e.strerror}") from None
 
     def _decode(self, k):
-        cv2 = _cv2()
+        """Image ``k`` as OpenCV's H x W x 3 BGR array (cv::imread(IMREAD_COLOR) on its bytes)."""
         path, line = self.images[k]
-        if self._encoded is not None:
-            img = cv2.imdecode(np.frombuffer(self._encoded[k], np.uint8), cv2.IMREAD_COLOR)
-        elif not os.path.isfile(path):
+        if self._encoded is None and not os.path.isfile(path):
             raise DataError(f"{self.source}:{line}: image {path!r} not found (root_folder is prepended as is)")
-        else:
-            img = cv2.imread(path, cv2.IMREAD_COLOR)
-        if img is None:
-            raise DataError(f"{self.source}:{line}: cannot decode image {path!r}")
-        return img
+        data = self._encoded[k] if self._encoded is not None else self._read(k)
+        return decode_hwc(data, COLOR, where=f"{self.source}:{line}: image {path!r}")
 
     def render(self, window, img, mirror, out=None):
         """One window of a decoded H x W x 3 BGR image as a (3, crop, crop) float32 array (written into
@@ -264,7 +252,8 @@ class WindowData(Layer):
             x1, y1, x2, y2, rows, cols, self.crop, self.context_pad, self.square, mirror)
         if w <= 0 or h <= 0 or x1 > x2 or y1 > y2:
             raise DataError(f"{self.source}:{line}: window leaves an empty region inside its {cols}x{rows} image")
-        patch = _cv2().resize(img[y1:y2 + 1, x1:x2 + 1], (w, h), interpolation=_cv2().INTER_LINEAR)
+        cv = cv2()
+        patch = cv.resize(img[y1:y2 + 1, x1:x2 + 1], (w, h), interpolation=cv.INTER_LINEAR)
         if mirror:
             patch = patch[:, ::-1]
         pix = patch.transpose(2, 0, 1).astype(np.float32)
