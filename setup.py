@@ -1,14 +1,20 @@
 """recaffe: Caffe-compatible toolkit backed by PyTorch."""
 from setuptools import setup, find_packages
 
+_FOLDERS = ["protos", "netspec", "solver", "models", "tools"]
+
+
 setup(
     name="recaffe",
     version="0.1.0",
     description="Run Caffe recipes (prototxt, solvers, caffemodels, LMDBs) on PyTorch with Caffe's numbers",
     python_requires=">=3.9",
-    packages=find_packages(include=["protos", "protos.*", "netspec", "netspec.*", "solver", "solver.*",
-                                    "recaffe", "recaffe.*", "models", "models.*", "tools", "tools.*"]),
-    package_data={"protos": ["caffe.proto"], "models": ["zoo/*/*"]},
+    # One import root: the repository keeps the user's top-level folders, installed as recaffe.*
+    # (recaffe/ is the pycaffe facade itself). Nothing else lands on a user's import path.
+    packages=["recaffe", "recaffe.proto"] + [
+        f"recaffe.{top}" + (f".{sub}" if sub else "") for top in _FOLDERS for sub in [""] + find_packages(top)],
+    package_dir={"recaffe": "recaffe", **{"recaffe." + top: top for top in _FOLDERS}},
+    package_data={"recaffe.protos": ["caffe.proto"], "recaffe.models": ["zoo/*/*"]},
     install_requires=[
         "torch==2.13.0",
         "numpy",
@@ -25,20 +31,20 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "recaffe=tools.caffe:main",
-            "recaffe-train=tools.train:main",
-            "recaffe-test=tools.test:main",
-            "recaffe-time=tools.time:main",
-            "recaffe-convert-imageset=tools.convert_imageset:cli",
-            "recaffe-compute-image-mean=tools.compute_image_mean:cli",
-            "recaffe-classify=tools.classify:cli",
-            "recaffe-draw-net=tools.draw_net:cli",
-            "recaffe-deploy-from-train-val=tools.deploy_from_train_val:cli",
-            "recaffe-upgrade-net-proto-text=tools.upgrade_net_proto_text:cli",
-            "recaffe-upgrade-solver-proto-text=tools.upgrade_solver_proto_text:cli",
-            "recaffe-plot-training-log=tools.plot_training_log:cli",
-            "recaffe-pycaffe=tools.pycaffe:main",
-            "recaffe-demo=tools.demo:main",
+            "recaffe=recaffe.tools.caffe:main",
+            "recaffe-train=recaffe.tools.train:main",
+            "recaffe-test=recaffe.tools.test:main",
+            "recaffe-time=recaffe.tools.time:main",
+            "recaffe-convert-imageset=recaffe.tools.convert_imageset:cli",
+            "recaffe-compute-image-mean=recaffe.tools.compute_image_mean:cli",
+            "recaffe-classify=recaffe.tools.classify:cli",
+            "recaffe-draw-net=recaffe.tools.draw_net:cli",
+            "recaffe-deploy-from-train-val=recaffe.tools.deploy_from_train_val:cli",
+            "recaffe-upgrade-net-proto-text=recaffe.tools.upgrade_net_proto_text:cli",
+            "recaffe-upgrade-solver-proto-text=recaffe.tools.upgrade_solver_proto_text:cli",
+            "recaffe-plot-training-log=recaffe.tools.plot_training_log:cli",
+            "recaffe-pycaffe=recaffe.tools.pycaffe:main",
+            "recaffe-demo=recaffe.tools.demo:main",
         ],
     },
 )

@@ -108,8 +108,8 @@ def _cpu():
 def our_data_rate(src, mean, batches):
     import torch
     from google.protobuf import text_format
-    from netspec.layers import layer_class
-    from protos import caffe_pb2
+    from recaffe.netspec.net.layers import layer_class
+    from recaffe.protos import caffe_pb2
     lp = caffe_pb2.LayerParameter()
     text_format.Merge('name: "data" type: "Data" top: "data" top: "label" data_param { source: "%s" batch_size: 50 '
                       'backend: LMDB } transform_param { crop_size: 227 mirror: true mean_file: "%s" }'
@@ -155,12 +155,12 @@ def main():
         for p in (ours_db, caffe_db):
             shutil.rmtree(p, ignore_errors=True)
         t_c, m_c, c_c = timed(["convert_imageset", *flags, img_dir, lst, caffe_db], caffe=True)
-        t_o, m_o, c_o = timed([sys.executable, "-m", "tools.convert_imageset", "--quiet", *flags, img_dir, lst,
+        t_o, m_o, c_o = timed([sys.executable, "-m", "recaffe.tools.convert_imageset", "--quiet", *flags, img_dir, lst,
                                ours_db])
         rows.append((f"convert_imageset ({what})", args.n / t_o, args.n / t_c, m_o, m_c, c_o / args.n, c_c / args.n))
     mean_o, mean_c = os.path.join(WORK, "ours_mean.binaryproto"), os.path.join(WORK, "caffe_mean.binaryproto")
     t_c, m_c, c_c = timed(["compute_image_mean", os.path.join(WORK, "caffe_raw"), mean_c], caffe=True)
-    t_o, m_o, c_o = timed([sys.executable, "-m", "tools.compute_image_mean", os.path.join(WORK, "ours_raw"), mean_o])
+    t_o, m_o, c_o = timed([sys.executable, "-m", "recaffe.tools.compute_image_mean", os.path.join(WORK, "ours_raw"), mean_o])
     rows.append(("compute_image_mean (raw LMDB)", args.n / t_o, args.n / t_c, m_o, m_c, c_o / args.n, c_c / args.n))
     for tag, what in [("raw", "raw datums"), ("enc", "encoded JPEG datums")]:
         r_c, c_c = caffe_data_rate(os.path.join(WORK, f"caffe_{tag}"), mean_c, args.batches)

@@ -39,8 +39,8 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "bench"), os.path.join(ROOT, "tests", "
 import net_recipe  # noqa: E402
 import torch_models  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
-from netspec import Net  # noqa: E402
-from protos.io import read_net  # noqa: E402
+from recaffe.netspec import Net  # noqa: E402
+from recaffe.protos.io import read_net  # noqa: E402
 
 CAFFE_RUN = "/work/shared/oracle/caffe-run"
 NETS = {"caffenet": (10, 3, 227, 227), "googlenet": (10, 3, 224, 224), "resnet50": (1, 3, 224, 224)}

@@ -35,7 +35,7 @@ def net_text(learn_all):
     sys.path.insert(0, ROOT) if ROOT not in sys.path else None
     from google.protobuf import text_format
     try:
-        from protos import caffe_pb2
+        from recaffe.protos import caffe_pb2
     except ImportError:          # inside the oracle
         from caffe.proto import caffe_pb2
     net = caffe_pb2.NetParameter()
@@ -99,7 +99,7 @@ def worker(side, folder, iters):
             solver.step(1)
     else:
         sys.path.insert(0, ROOT)
-        from solver.solver import Solver
+        from recaffe.solver.solver import Solver
         solver = Solver(solver_path, feed=lambda net, phase, it: {"data": data, "label": label})
 
         def step():

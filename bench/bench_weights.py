@@ -34,7 +34,7 @@ def peak_mb():
 
 def child(path):
     import torch
-    from netspec import Net
+    from recaffe.netspec import Net
     net = Net(PROTO)
     base = rss_mb()
     t = time.perf_counter()
@@ -44,7 +44,7 @@ def child(path):
     print(f"load .caffemodel: {dt:.2f} s for {size:.0f} MB ({size / dt:.0f} MB/s); peak RSS added by the load "
           f"{peak_mb() - base:.0f} MB = {(peak_mb() - base) / size:.2f}x file size (net params {size:.0f} MB "
           f"were allocated before)")
-    from protos import caffe_pb2
+    from recaffe.protos import caffe_pb2
     t = time.perf_counter()
     with open(path, "rb") as f:
         msg = caffe_pb2.NetParameter.FromString(f.read())
@@ -61,7 +61,7 @@ def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         return child(sys.argv[2])
     import torch
-    from netspec import Net
+    from recaffe.netspec import Net
     net = Net(PROTO)
     torch.manual_seed(0)
     with torch.no_grad():

@@ -10,12 +10,12 @@ rm -rf "$W" && mkdir -p "$W"
 
 $PY -m examples.synthetic_data images "$W/train" 640 1 28 28 1
 $PY -m examples.synthetic_data images "$W/test" 200 1 28 28 2
-$PY -m tools.convert_imageset --gray --quiet "$W/train/" "$W/train/list.txt" "$W/train_lmdb"
-$PY -m tools.convert_imageset --gray --quiet "$W/test/" "$W/test/list.txt" "$W/test_lmdb"
+$PY -m recaffe.tools.convert_imageset --gray --quiet "$W/train/" "$W/train/list.txt" "$W/train_lmdb"
+$PY -m recaffe.tools.convert_imageset --gray --quiet "$W/test/" "$W/test/list.txt" "$W/test_lmdb"
 
 $PY - "$W" <<'PYEOF'
 import sys
-from models.lenet import lenet
+from recaffe.models.lenet import lenet
 w = sys.argv[1]
 lenet(f"{w}/train_lmdb", 64, f"{w}/train.prototxt")
 lenet(f"{w}/test_lmdb", 100, f"{w}/test.prototxt")
@@ -39,8 +39,8 @@ snapshot_prefix: "$W/lenet"
 random_seed: 1
 SOLVER
 
-$PY -m tools.train -solver="$W/solver.prototxt" 2>&1 | tee "$W/train.log"
-$PY -m tools.test -model="$W/test.prototxt" -weights="$W/lenet_iter_$ITERS.caffemodel" -iterations=2 2>&1 \
+$PY -m recaffe.tools.train -solver="$W/solver.prototxt" 2>&1 | tee "$W/train.log"
+$PY -m recaffe.tools.test -model="$W/test.prototxt" -weights="$W/lenet_iter_$ITERS.caffemodel" -iterations=2 2>&1 \
   | tee "$W/test.log" | grep -v "Batch"
-$PY -m tools.plot_training_log "$W/curve.png" "$W/train.log"
+$PY -m recaffe.tools.plot_training_log "$W/curve.png" "$W/train.log"
 echo "lenet_e2e: logs, snapshot and curve.png in $W"

@@ -28,8 +28,8 @@ def make_images(n, channels, height, width, classes=10, seed=0):
 
 def write_lmdb(path, n, channels, height, width, seed=0):
     """Write an LMDB of raw Datums (keys '%08d'), like convert_imageset; returns the images' mean."""
-    from netspec.data.datum import array_to_datum
-    from netspec.data.lmdb_io import LMDBWriter
+    from recaffe.netspec.data.datum import array_to_datum
+    from recaffe.netspec.data.lmdb_io import LMDBWriter
     imgs, labels = make_images(n, channels, height, width, seed=seed)
     with LMDBWriter(path) as w:
         for i, (img, lab) in enumerate(zip(imgs, labels)):

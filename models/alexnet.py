@@ -13,9 +13,9 @@ Arguments that published variants change (tests/test_models_zoo.py matches each 
 (False: a SoftmaxWithLoss without a top, as the V1 files upgraded by Caffe), the data (zoo_common.DataSpec)
 and the deploy input style. Fine-tuned variants come from models.recipes.finetune on these nets.
 """
-from netspec.spec import layers as L, params as P, solver as _solver
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.netspec.spec import layers as L, params as P, solver as _solver
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 
 from .zoo_common import LEARN, DataSpec, constant, deploy, finish, gaussian, train_val
 

@@ -12,7 +12,7 @@ classifier is frozen (lr_mult 0 on both blobs), which is how the notebook fine-t
 """
 import os
 
-from netspec.spec import NetSpec, layers as L, params as P, solver as _solver, write
+from recaffe.netspec.spec import NetSpec, layers as L, params as P, solver as _solver, write
 
 __all__ = ["caffenet", "style_net", "imagenet_deploy", "solver", "write_style_files", "LEARNED", "FROZEN"]
 

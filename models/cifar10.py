@@ -9,8 +9,8 @@ ReLU, the others by ReLU then 3x3/2 average pooling; two fully connected layers 
 twice the base rate. The train/test form has two Data layers named "cifar" (TRAIN and TEST) with the same
 tops, which a NetSpec cannot hold under one name each, so the TEST one is built apart and spliced in.
 """
-from netspec.spec import NetSpec, layers as L, params as P, solver, write
-from protos import caffe_pb2
+from recaffe.netspec.spec import NetSpec, layers as L, params as P, solver, write
+from recaffe.protos import caffe_pb2
 
 __all__ = ["cifar10_quick", "cifar10_quick_deploy", "cifar10_quick_solver"]
 

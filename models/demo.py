@@ -5,7 +5,7 @@ Same layer names and structure as models.caffenet.caffenet (conv1-conv5 with gro
 pooling and LRN after the first two, fc6/fc7 with dropout when training, a renamable classifier), and
 the notebook's switch: with learn_all=False every layer before the classifier has lr_mult 0.
 """
-from netspec.spec import NetSpec, layers as L, params as P, solver as _solver
+from recaffe.netspec.spec import NetSpec, layers as L, params as P, solver as _solver
 
 from .caffenet import LEARNED, FROZEN
 

@@ -10,8 +10,8 @@ fc 1024, dropout 0.7, classifier, SoftmaxWithLoss of weight 0.3, top-1 and top-5
 All weights start xavier, biases 0.2 (classifiers 0); the deploy file also writes an xavier `std` per
 branch role (ignored by the xavier filler: src/caffe/util/filler.hpp), reproduced with deploy_stds=True.
 """
-from netspec.spec import layers as L, params as P, solver as _solver
-from protos import caffe_pb2
+from recaffe.netspec.spec import layers as L, params as P, solver as _solver
+from recaffe.protos import caffe_pb2
 
 from .zoo_common import LEARN, DataSpec, constant, deploy, finish, train_val
 

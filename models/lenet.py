@@ -4,7 +4,7 @@ Data from an LMDB scaled by 1/255 (`scale=1./255`), two 5x5 convolutions
 (20 and 50 outputs, xavier) each followed by 2x2 max pooling, a 500-wide ReLU layer and a 10-way classifier
 with SoftmaxWithLoss. The text equals the notebook's under pycaffe (tests/test_dsl.py).
 """
-from netspec.spec import NetSpec, layers as L, params as P, write
+from recaffe.netspec.spec import NetSpec, layers as L, params as P, write
 
 __all__ = ["lenet"]
 

@@ -24,9 +24,9 @@ tools/emit_zoo.py writes them under models/zoo/.
 import os
 import re
 
-from netspec.spec import solver as _solver
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.netspec.spec import solver as _solver
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 
 from . import alexnet, resnet, vgg
 from .zoo_common import DataSpec, constant, finish, gaussian

@@ -15,7 +15,7 @@ Two forms, as published:
          src/caffe/layers/batch_norm_layer.cpp), Scale learning at the default rate, Eltwise with an
          explicit `operation: SUM`, and the classifier learning 1/2 with msra weights and zero bias.
 """
-from netspec.spec import layers as L, params as P
+from recaffe.netspec.spec import layers as L, params as P
 
 from .alexnet import heads
 from .zoo_common import LEARN, LEARN_W, DataSpec, constant, deploy, finish, train_val

@@ -7,7 +7,7 @@ and expand 3x3 pad 1, each followed by an in-place ReLU, expands concatenated in
 xavier except conv10 (gaussian mean 0, std 0.01); the deploy file has no fillers. Both nets are unnamed,
 and the train_val's Accuracy layers run in both phases.
 """
-from netspec.spec import layers as L, params as P, solver as _solver
+from recaffe.netspec.spec import layers as L, params as P, solver as _solver
 
 from .zoo_common import DataSpec, deploy, finish, train_val
 

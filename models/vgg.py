@@ -10,7 +10,7 @@ Places365 quirks kept as arguments: an unnamed train_val net, the classifier `fc
 no fillers, SoftmaxWithLoss before the TEST Accuracy, and a deploy fed by the legacy input/input_dim
 fields (input_style="fields"). `PLACES365` is that file's data layer pair (its paths are placeholders).
 """
-from netspec.spec import layers as L, params as P, solver as _solver
+from recaffe.netspec.spec import layers as L, params as P, solver as _solver
 
 from .alexnet import heads
 from .zoo_common import LEARN, DataSpec, constant, deploy, finish, gaussian, train_val

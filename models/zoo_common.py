@@ -11,9 +11,9 @@
   UpgradeNetInput).
 * parameter-multiplier presets (`LEARN` = weights 1/decay 1, bias 2/decay 0, as in every BVLC file).
 """
-from netspec.spec import NetSpec, layers as L, params as P, write
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.netspec.spec import NetSpec, layers as L, params as P, write
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 
 __all__ = ["LEARN", "LEARN_W", "mults", "DataSpec", "train_val", "deploy", "finish", "constant", "gaussian"]
 

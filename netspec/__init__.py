@@ -1,21 +1,28 @@
-"""Nets: the NetSpec DSL (prototxt out), the Net runtime (prototxt in, torch.nn.Module out), weights, data.
+"""recaffe.netspec: the NetSpec DSL (prototxt out), as pycaffe's ``caffe.net_spec``.
 
-Names are imported lazily so that `import netspec` stays cheap and a partly built tree still imports.
+    from recaffe.netspec import NetSpec, layers as L, params as P, to_proto
+
+The DSL lives here (spec.py for nets, solverspec.py for solvers and the prototxt writer) and never
+imports the runtime. The runtime (prototxt in, ``torch.nn.Module`` out) is ``recaffe.netspec.net``,
+weights I/O ``recaffe.netspec.weights``, data sources and the DataTransformer ``recaffe.netspec.data``.
+``Net``, ``Layer``, ``register_layer`` and ``layer_type_list`` are re-exported lazily, so importing the
+DSL does not import torch.
 """
 import importlib
 
-_EXPORTS = {
-    "NetSpec": "netspec.spec", "layers": "netspec.spec", "params": "netspec.spec", "to_proto": "netspec.spec",
-    "Net": "netspec.net",
-    "register_layer": ("netspec.layers.registry", "register"),
-    "Layer": "netspec.layers.base",
-    "layer_type_list": "netspec.layers.registry",
+from .spec import NetSpec, layers, params, to_proto, Top, Function, param_name_dict, assign_proto  # noqa: F401
+from .solverspec import SolverSpec, solver, to_prototxt, write  # noqa: F401
+
+_RUNTIME = {
+    "Net": ("recaffe.netspec.net", "Net"),
+    "Layer": ("recaffe.netspec.net.layers", "Layer"),
+    "register_layer": ("recaffe.netspec.net.layers", "register"),
+    "layer_type_list": ("recaffe.netspec.net.layers", "layer_type_list"),
 }
 
 
 def __getattr__(name):
-    target = _EXPORTS.get(name)
+    target = _RUNTIME.get(name)
     if target is None:
-        raise AttributeError(f"module 'netspec' has no attribute '{name}'")
-    mod, attr = target if isinstance(target, tuple) else (target, name)
-    return getattr(importlib.import_module(mod), attr)
+        raise AttributeError(f"module 'recaffe.netspec' has no attribute '{name}'")
+    return getattr(importlib.import_module(target[0]), target[1])

@@ -20,10 +20,10 @@ import os
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from protos import caffe_pb2
-from protos.printer import message_to_text, shortest_float32  # noqa: F401 (re-exported)
-from protos.errors import NetError, RecaffeError, SolverError
-from .wire import atomic_write
+from recaffe.protos import caffe_pb2
+from recaffe.protos.printer import message_to_text, shortest_float32  # noqa: F401 (re-exported)
+from recaffe.protos.errors import NetError, RecaffeError, SolverError
+from recaffe.protos.files import atomic_write
 
 __all__ = ["SolverSpec", "solver", "assign_fields", "to_prototxt", "shortest_float32", "write"]
 

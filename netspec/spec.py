@@ -1,6 +1,6 @@
 """The NetSpec DSL: write Caffe nets in Python, get the prototxt pycaffe's `caffe.net_spec` would write.
 
-    from netspec import layers as L, params as P, NetSpec
+    from recaffe.netspec import layers as L, params as P, NetSpec
     n = NetSpec()
     n.data, n.label = L.Data(source='train_lmdb', backend=P.Data.LMDB, batch_size=64, ntop=2)
     n.conv1 = L.Convolution(n.data, kernel_size=5, num_output=20, weight_filler=dict(type='xavier'))
@@ -26,8 +26,8 @@ equal to pycaffe's (floats aside: shortest float32 spelling).
 import operator
 from collections import Counter, OrderedDict
 
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 
 from .solverspec import SolverSpec, assign_fields, shortest_float32, solver, to_prototxt, write
 

@@ -19,7 +19,6 @@ error unless ``lenient=True``, which drops them with a warning.
 """
 import os
 import re
-import tempfile
 
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
@@ -28,6 +27,7 @@ from . import caffe_pb2, forks, upgrade
 from .printer import message_to_text
 from .blob import array_to_blobproto, array_to_datum, blobproto_to_array, datum_to_array  # noqa: F401
 from .errors import ProtoError
+from .files import atomic_write
 
 _BINARY_EXT = (".caffemodel", ".binaryproto", ".solverstate", ".pb", ".bin")
 _PATH_EXT = _BINARY_EXT + (".prototxt", ".pt", ".txt", ".proto")
@@ -170,34 +170,13 @@ def read_solver(source, lenient=False):
     return out
 
 
-def _atomic_write(path, data):
-    """Write ``data`` to a temp file beside ``path`` then os.replace: readers never see half a file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    except OSError as e:
-        raise ProtoError(f"{path}: cannot write: {e.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_text(message, path):
     """Prototxt of ``message`` (fields in field-number order, as Caffe's WriteProtoToTextFile)."""
-    _atomic_write(path, message_to_text(message).encode("utf-8"))
+    atomic_write(path, message_to_text(message).encode("utf-8"))
 
 
 def write_binary(message, path):
-    _atomic_write(path, message.SerializeToString())
+    atomic_write(path, message.SerializeToString())
 
 
 def read_blobproto(source):
@@ -220,4 +199,4 @@ def read_blobproto(source):
 def write_blobproto(array, path, legacy=False):
     """Write ``array`` as a binary BlobProto (``legacy``: num/channels/height/width as
     compute_image_mean writes mean files; default: ``shape`` as pycaffe's array_to_blobproto)."""
-    _atomic_write(path, array_to_blobproto(array, legacy=legacy).SerializeToString())
+    atomic_write(path, array_to_blobproto(array, legacy=legacy).SerializeToString())

@@ -1,6 +1,6 @@
 """Regenerate protos/caffe_pb2.py from protos/caffe.proto (needs grpcio-tools; the runtime does not).
 
-    python -m protos.regen
+    python -m recaffe.protos.regen
 """
 import os
 import sys

@@ -8,15 +8,15 @@
 ``tools/pycaffe.py SCRIPT`` runs an unchanged script whose ``import caffe`` should mean recaffe
 (see recaffe._alias.install_caffe_alias).
 """
-from protos.caffe_pb2 import TRAIN, TEST  # noqa: F401
-from netspec.layers.python import PythonLayer as Layer  # noqa: F401
-from netspec.spec import NetSpec, layers, params, to_proto  # noqa: F401
+from recaffe.protos.caffe_pb2 import TRAIN, TEST  # noqa: F401
+from recaffe.netspec.net.layers.python import PythonLayer as Layer  # noqa: F401
+from recaffe.netspec.spec import NetSpec, layers, params, to_proto  # noqa: F401
 
 from . import io, draw  # noqa: F401
 from ._mode import (set_mode_cpu, set_mode_gpu, set_device, set_random_seed, solver_count,  # noqa: F401
                     solver_rank, init_log)
 from .net import Net  # noqa: F401
-from .solver import (get_solver, SGDSolver, NesterovSolver, AdaGradSolver, RMSPropSolver,  # noqa: F401
+from .pysolver import (get_solver, SGDSolver, NesterovSolver, AdaGradSolver, RMSPropSolver,  # noqa: F401
                      AdaDeltaSolver, AdamSolver)
 from .classifier import Classifier  # noqa: F401
 from .detector import Detector  # noqa: F401
@@ -26,5 +26,5 @@ __version__ = "1.0.0"
 
 def layer_type_list():
     """The registered layer type names, sorted (caffe.layer_type_list())."""
-    from netspec.layers.registry import layer_type_list as _types
+    from recaffe.netspec.net.layers.registry import layer_type_list as _types
     return list(_types())

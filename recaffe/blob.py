@@ -10,7 +10,7 @@ currently holds the blob, and hands out ``tensor.numpy()``, which shares memory 
 import numpy as np
 import torch
 
-from netspec.netparams import raw_blob
+from recaffe.netspec.net.params import raw_blob
 
 
 def _as_shape(args):

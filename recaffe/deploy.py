@@ -14,9 +14,9 @@ Rules, applied to the NetParameter (V2) in file order:
     blob already feeds a Softmax or ``add_prob`` is False.
 Layer names are kept, so the trained .caffemodel loads into the result by name.
 """
-from protos import caffe_pb2
-from protos.errors import NetError
-from protos.io import read_net
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
+from recaffe.protos.io import read_net
 
 DATA_TYPES = {"Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "DummyData", "Input"}
 DROP_TYPES = {"Accuracy", "Silence"}

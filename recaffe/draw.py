@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import tempfile
 
-from protos.errors import RecaffeError
+from recaffe.protos.errors import RecaffeError
 
 LAYER_STYLE = {"shape": "record", "style": "filled", "fillcolor": "#6495ED"}
 BLOB_STYLE = {"shape": "octagon", "style": "filled", "fillcolor": "#E0E0E0"}
@@ -52,7 +52,7 @@ def _q(s):
 def to_dot(net_param, rankdir="LR", label_edges=True, phase=None, display_lrm=False):
     """DOT text for a NetParameter: layers as boxes, blobs as octagons; in-place layers drawn inline.
     ``phase`` ("TRAIN"/"TEST"/None) keeps only layers whose include/exclude phase fits."""
-    from protos import caffe_pb2
+    from recaffe.protos import caffe_pb2
     lines = [f"digraph {_q(net_param.name or 'Net')} {{", f'  graph [rankdir="{rankdir}"];']
     want = None if phase is None else caffe_pb2.Phase.Value(phase) if isinstance(phase, str) else phase
     for i, layer in enumerate(net_param.layer):

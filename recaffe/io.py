@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from protos import caffe_pb2
-from protos.blob import array_to_blobproto, array_to_datum, blobproto_to_array, datum_to_array  # noqa: F401
+from recaffe.protos import caffe_pb2
+from recaffe.protos.blob import array_to_blobproto, array_to_datum, blobproto_to_array, datum_to_array  # noqa: F401
 
 
 # -- protos <-> arrays: blobproto_to_array, array_to_blobproto, datum_to_array, array_to_datum come from

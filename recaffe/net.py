@@ -19,9 +19,9 @@ import collections
 import numpy as np
 import torch
 
-from netspec.net import AUTO_TOP, Net as _TorchNet, _ImplicitSplit
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.netspec.net.net import AUTO_TOP, Net as _TorchNet, _ImplicitSplit
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 from . import _batching
 from .blob import Blob, LayerView
 
@@ -375,12 +375,12 @@ class Net:
 
     def save_hdf5(self, path):
         """pycaffe's save_hdf5 (Net::ToHDF5 without diffs): Caffe's HDF5 layout whatever the file name."""
-        from netspec import weights_h5
+        from recaffe.netspec.weights import h5 as weights_h5
         weights_h5.save(self.torch_net, path)
 
     def load_hdf5(self, path):
         """pycaffe's load_hdf5 (Net::CopyTrainedLayersFromHDF5): read an HDF5 model whatever its name."""
-        from netspec import weights_h5
+        from recaffe.netspec.weights import h5 as weights_h5
         weights_h5.load(self.torch_net, path)
 
     def share_with(self, other):

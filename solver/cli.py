@@ -1,11 +1,11 @@
 """The ``caffe`` command's verbs (tools/caffe.cpp: train, test, time, device_query) over recaffe.
 
-    python -m tools.caffe train -solver=solver.prototxt [-weights=a.caffemodel,b.pth | -snapshot=x.solverstate]
+    python -m recaffe.tools.caffe train -solver=solver.prototxt [-weights=a.caffemodel,b.pth | -snapshot=x.solverstate]
                                 [-gpu=0|all|-1] [-iterations=N] [-stage=a,b] [-level=N]
                                 [-sigint_effect=stop] [-sighup_effect=snapshot]
-    python -m tools.caffe test -model=net.prototxt -weights=w.caffemodel [-iterations=50]
-    python -m tools.caffe time -model=net.prototxt [-iterations=50] [-phase=TRAIN]
-    python -m tools.caffe device_query [-gpu=0]
+    python -m recaffe.tools.caffe test -model=net.prototxt -weights=w.caffemodel [-iterations=50]
+    python -m recaffe.tools.caffe time -model=net.prototxt [-iterations=50] [-phase=TRAIN]
+    python -m recaffe.tools.caffe device_query [-gpu=0]
 
 Flags are gflags-style (``-flag=v``, ``--flag v``). Log lines use glog's format (solver.log). Each verb
 validates everything it reads (solver, nets, weights) before writing anything. Train only: -iterations
@@ -15,7 +15,7 @@ import sys
 
 import torch
 
-from protos.errors import RecaffeError, SolverError
+from recaffe.protos.errors import RecaffeError, SolverError
 from .log import log, num, output_lines, warn
 
 FLAGS = {"solver": "", "model": "", "weights": "", "snapshot": "", "gpu": "", "iterations": -1, "phase": "",
@@ -118,7 +118,7 @@ def train(flags):
 
 
 def test(flags):
-    from netspec.net import Net
+    from recaffe.netspec.net.net import Net
     from .netsetup import load_checked
     from .solver import _move_data_tops
     if not flags["model"]:
@@ -199,7 +199,7 @@ def main(argv=None, verb=None):
 def run(fn, argv=None):
     """Call ``fn`` with tools/_cli.py's error handling when present (one line, exit 2)."""
     try:
-        from tools._cli import run as cli_run
+        from recaffe.tools._cli import run as cli_run
     except ImportError:
         cli_run = None
     if cli_run is not None:

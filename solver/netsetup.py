@@ -15,11 +15,12 @@ import random
 import numpy as np
 import torch
 
-from netspec import wire
-from netspec.net import Net
-from protos import caffe_pb2
-from protos.errors import SolverError, WeightsError
-from protos.io import read_net, read_solver
+from recaffe.netspec.weights import wire
+from recaffe.netspec.net.net import Net
+from recaffe.protos.files import atomic_write
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import SolverError, WeightsError
+from recaffe.protos.io import read_net, read_solver
 
 _SOLVER_TYPES = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
 
@@ -139,4 +140,4 @@ def atomic_torch_save(obj, path):
     def write(tmp):
         with open(tmp, "wb") as f:
             torch.save(obj, f)
-    wire.atomic_write(path, write, SolverError)
+    atomic_write(path, write, SolverError)

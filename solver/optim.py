@@ -25,7 +25,7 @@ import math
 import numpy as np
 import torch
 
-from protos.errors import SolverError
+from recaffe.protos.errors import SolverError
 
 
 #: elements per piece of a large parameter in an update: the update's passes (decay, history, step)

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from protos.errors import SolverError
+from recaffe.protos.errors import SolverError
 
 POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from protos.errors import SolverError
+from recaffe.protos.errors import SolverError
 from . import groups, netsetup, policies, state
 from .log import log, num, output_lines
 from .optim import SOLVERS

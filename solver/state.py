@@ -11,9 +11,10 @@ HDF5 states (.solverstate.h5, snapshot_format: HDF5) are read and written by net
 """
 import torch
 
-from netspec import weights_h5, wire
-from protos.blob import encode_varint
-from protos.errors import SolverError, WeightsError
+from recaffe.netspec.weights import h5 as weights_h5, wire
+from recaffe.protos.files import atomic_write
+from recaffe.protos.blob import encode_varint
+from recaffe.protos.errors import SolverError, WeightsError
 
 
 def write_solverstate(path, iteration, learned_net, history, current_step=0):
@@ -31,7 +32,7 @@ def write_solverstate(path, iteration, learned_net, history, current_step=0):
                     f.write(memoryview(arr).cast("B"))
                 f.write(shape)
             f.write(wire._key(4, 0) + encode_varint(int(current_step)))
-    wire.atomic_write(path, write, SolverError)
+    atomic_write(path, write, SolverError)
 
 
 def write_solverstate_h5(path, iteration, learned_net, history, current_step=0):

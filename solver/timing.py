@@ -10,7 +10,7 @@ import time
 
 import torch
 
-from netspec.net import Net
+from recaffe.netspec.net.net import Net
 from .log import log, num
 
 

@@ -7,17 +7,6 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _unshadow_dsl_layers():
-    """Importing the netspec.layers package (the layer registry) sets the attribute ``netspec.layers``
-    to it, hiding netspec's lazy DSL export of the same name (``from netspec import layers as L``) for
-    later test modules; undo that after each module."""
-    yield
-    import netspec
-    if getattr(netspec.__dict__.get("layers"), "__path__", None) is not None:
-        del netspec.__dict__["layers"]
-
-
 @pytest.fixture
 def at_repo_root(monkeypatch):
     """Run the test from the repository root (golden layer texts hold paths relative to it); a module

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 from google.protobuf import text_format
 
-from protos import caffe_pb2
-from netspec.layers import layer_class
+from recaffe.protos import caffe_pb2
+from recaffe.netspec.net.layers import layer_class
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "layers")
 
@@ -84,7 +84,7 @@ def check_case(case_id, rtol=1e-5, atol=1e-6, backward=True, no_grad_bottoms=(),
 def assert_build_error(build, text, shapes, what):
     """Building the layer of ``text`` fails with a NetError naming it and containing ``what``."""
     import pytest
-    from protos.errors import NetError
+    from recaffe.protos.errors import NetError
     with pytest.raises(NetError) as e:
         build(text, shapes)
     name = text.split('"')[1]

@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from netspec.layers.python import PythonLayer
+from recaffe.netspec.net.layers.python import PythonLayer
 
 
 class ScaledIdentity(PythonLayer):

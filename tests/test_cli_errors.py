@@ -7,14 +7,14 @@ import sys
 import pytest
 from google.protobuf import text_format
 
-from protos import caffe_pb2, io
-from tools._cli import FlagParser, UsageError
+from recaffe.protos import caffe_pb2, io
+from recaffe.tools._cli import FlagParser, UsageError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden", "upgrade")
 
 
-def _run(args, cwd=ROOT, module="tools.upgrade_net_proto_text"):
+def _run(args, cwd=ROOT, module="recaffe.tools.upgrade_net_proto_text"):
     env = dict(os.environ, PYTHONPATH=ROOT)
     cmd = [sys.executable, "-m", module] + args if module else [sys.executable] + args
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
@@ -55,7 +55,7 @@ def test_missing_file_unwritable_output_and_usage_errors(tmp_path):
     assert "no_dir/o.prototxt: cannot write" in line
     assert "required: OUT" in _one_error_line(_run([src]))
     assert "unrecognized arguments: --bogus" in _one_error_line(_run(["--bogus", src, "o"]))
-    line = _one_error_line(_run([str(tmp_path / "x.prototxt"), "o"], module="tools.upgrade_solver_proto_text"),
+    line = _one_error_line(_run([str(tmp_path / "x.prototxt"), "o"], module="recaffe.tools.upgrade_solver_proto_text"),
                            "upgrade_solver_proto_text")
     assert "x.prototxt: cannot read" in line
 
@@ -82,7 +82,7 @@ def test_script_form_upgrades_like_caffe(tmp_path):
 def test_solver_tool_upgrades_solver_type(tmp_path):
     out = tmp_path / "s.prototxt"
     p = _run(["-debug", os.path.join(GOLDEN, "solver_adam.input.prototxt"), str(out)],
-             module="tools.upgrade_solver_proto_text")
+             module="recaffe.tools.upgrade_solver_proto_text")
     assert p.returncode == 0, p.stderr
     caffe = text_format.Parse(open(os.path.join(GOLDEN, "solver_adam.prototxt")).read(), caffe_pb2.SolverParameter())
     assert io.read_solver(str(out)) == caffe

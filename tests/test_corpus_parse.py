@@ -20,9 +20,9 @@ import warnings
 import pytest
 from google.protobuf import text_format
 
-from protos import io
-from protos.errors import ProtoError
-from protos.forks import ProtoWarning
+from recaffe.protos import io
+from recaffe.protos.errors import ProtoError
+from recaffe.protos.forks import ProtoWarning
 
 CORPUS = "/work/shared/corpus"
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "upgrade")

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from netspec.data.datum import array_to_datum, datum_to_array, encoded_datum, parse_datum
-from netspec.data.image import decode_image, encode_image
-from netspec.data.meanfile import read_mean, write_mean
-from netspec.data.transformer import DataTransformer
-from protos import caffe_pb2
-from protos.errors import DataError
+from recaffe.netspec.data.datum import array_to_datum, datum_to_array, encoded_datum, parse_datum
+from recaffe.netspec.data.image import decode_image, encode_image
+from recaffe.netspec.data.meanfile import read_mean, write_mean
+from recaffe.netspec.data.transformer import DataTransformer
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import DataError
 
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "data")
 
@@ -30,7 +30,7 @@ def test_raw_datum_layout_is_chw():
 def test_raw_and_encoded_datum_bytes_match_protobuf():
     """Our one-copy serialisers (convert_imageset) == protobuf's bytes of Caffe's datums, any label
     (negative int32: 10-byte varints), any shape, strided (transposed) pixels."""
-    from netspec.data.datum import encoded_datum_bytes, raw_datum_bytes
+    from recaffe.netspec.data.datum import encoded_datum_bytes, raw_datum_bytes
     rng = np.random.default_rng(0)
     for shape in [(3, 5, 7), (1, 200, 300), (4, 1, 1)]:
         for label in [0, 1, 127, 128, -1, 2 ** 31 - 1, -2 ** 31]:
@@ -115,7 +115,7 @@ def test_mean_file_sampled_at_crop_offset_and_mirrored(tmp_path):
 def test_mean_file_finish_same_with_and_without_opencv(tmp_path, monkeypatch):
     """The OpenCV per-plane subtract (uint8 crops, mean file) == numpy's cast-then-subtract, which
     runs when OpenCV is absent: grey and colour, mirrored or not, crops straight from the source."""
-    import netspec.data.transformer as T
+    import recaffe.netspec.data.transformer as T
     rng = np.random.default_rng(5)
     for c in (1, 3):
         x = rng.integers(0, 256, (c, 9, 11), dtype=np.uint8)
@@ -147,7 +147,7 @@ def test_random_draws_only_when_needed():
 
 
 def test_raw_datum_wire_fast_path_matches_protobuf():
-    from netspec.data.datum import raw_datum_view
+    from recaffe.netspec.data.datum import raw_datum_view
     arr = np.random.default_rng(3).integers(0, 256, (3, 5, 4), dtype=np.uint8)
     for label in (0, 9, -1, 2 ** 31 - 1, -2 ** 31):
         d = array_to_datum(arr, label)
@@ -169,8 +169,8 @@ def test_raw_datum_wire_fast_path_matches_protobuf():
 
 
 def test_lmdb_zero_copy_views_equal_copies(tmp_path):
-    from netspec.data.lmdb_io import LMDBWriter
-    from netspec.data.sources import LMDBSource
+    from recaffe.netspec.data.lmdb_io import LMDBWriter
+    from recaffe.netspec.data.sources import LMDBSource
     rng = np.random.default_rng(4)
     arrs = [rng.integers(0, 256, (3, 4, 5), dtype=np.uint8) for _ in range(3)]
     with LMDBWriter(str(tmp_path / "db")) as db:

@@ -8,8 +8,8 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from protos import caffe_pb2
-from protos.errors import DataError, NetError
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import DataError, NetError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden", "data")
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.usefixtures("at_repo_root")   # the golden layer texts 
 
 
 def make(text, phase="TEST", workers=0):
-    from netspec.layers import layer_class   # not at collection time: see _unshadow_dsl_layers
+    from recaffe.netspec.net.layers import layer_class   # not at collection time: see _unshadow_dsl_layers
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(text, lp)
     layer = layer_class(lp.type, lp.name)(lp, [], phase)
@@ -84,8 +84,8 @@ TRAIN_LAYER = ('name: "data" type: "Data" top: "data" top: "label" data_param { 
 
 def _images():
     """The images of lmdb_raw (19 x 23, BGR) as Caffe stored them."""
-    from netspec.data.datum import datum_to_array, parse_datum
-    from netspec.data.lmdb_io import LMDBReader
+    from recaffe.netspec.data.datum import datum_to_array, parse_datum
+    from recaffe.netspec.data.lmdb_io import LMDBReader
     r = LMDBReader(os.path.join(GOLDEN, "lmdb_raw"))
     return [datum_to_array(parse_datum(r.get(i))).astype(np.float32) for i in range(len(r))]
 
@@ -138,7 +138,7 @@ def test_seed_follows_torch_manual_seed():
 def test_mirror_applies_in_test_phase_and_after_mean():
     """Caffe mirrors whenever mirror: true, also in TEST; the flip is of the mean-subtracted crop."""
     src, meanf = os.path.join(GOLDEN, "lmdb_raw"), os.path.join(GOLDEN, "mean.binaryproto")
-    from netspec.data.meanfile import read_mean
+    from recaffe.netspec.data.meanfile import read_mean
     layer = make(TRAIN_LAYER % (src, 'mean_file: "%s" scale: 0.5' % meanf), phase="TEST")
     img, mean = _images()[0], read_mean(meanf)
     centre = (img - mean)[:, 2:17, 4:19] * np.float32(0.5)
@@ -222,7 +222,7 @@ def test_bad_inputs(tmp_path):
         make('name: "d" type: "Data" top: "data" data_param { source: "%s/nope" batch_size: 2 backend: LMDB }'
              % tmp_path)
     bad_mean = tmp_path / "mean.binaryproto"
-    from netspec.data.meanfile import write_mean
+    from recaffe.netspec.data.meanfile import write_mean
     write_mean(np.zeros((3, 10, 10), np.float32), str(bad_mean))
     with pytest.raises(DataError, match=r"mean file .*\(3, 10, 10\).*\(3, 19, 23\)"):
         make('name: "d" type: "Data" top: "data" data_param { source: "%s" batch_size: 2 backend: LMDB } '
@@ -244,7 +244,7 @@ def test_bad_inputs(tmp_path):
 
 
 def test_through_net(golden):
-    from netspec.net import Net
+    from recaffe.netspec.net.net import Net
     net = Net('layer { %s }\nlayer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
               'inner_product_param { num_output: 5 } }\nlayer { name: "loss" type: "SoftmaxWithLoss" '
               'bottom: "ip" bottom: "label" top: "loss" }' % golden["raw_meanfile_layer"], phase="TEST")

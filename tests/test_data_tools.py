@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 
-from netspec.data.convert import compute_image_mean, convert_imageset
-from netspec.data.datum import datum_to_array, parse_datum
-from netspec.data.lmdb_io import LMDBReader
-from netspec.data.meanfile import read_mean
-from netspec.data.sources import read_list
-from protos.errors import DataError
+from recaffe.netspec.data.convert import compute_image_mean, convert_imageset
+from recaffe.netspec.data.datum import datum_to_array, parse_datum
+from recaffe.netspec.data.lmdb_io import LMDBReader
+from recaffe.netspec.data.meanfile import read_mean
+from recaffe.netspec.data.sources import read_list
+from recaffe.protos.errors import DataError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden", "data")
@@ -48,7 +48,7 @@ def test_compute_image_mean_matches_caffe(tmp_path):
     ref = read_mean(os.path.join(GOLDEN, "mean.binaryproto"))
     assert np.array_equal(mean, ref)
     out = tmp_path / "mean.binaryproto"
-    subprocess.run([sys.executable, "-m", "tools.compute_image_mean", os.path.join(GOLDEN, "lmdb_raw"), str(out),
+    subprocess.run([sys.executable, "-m", "recaffe.tools.compute_image_mean", os.path.join(GOLDEN, "lmdb_raw"), str(out),
                     "--npy", str(tmp_path / "mean.npy")], cwd=ROOT, check=True, capture_output=True)
     assert out.read_bytes() == open(os.path.join(GOLDEN, "mean.binaryproto"), "rb").read()
     assert np.array_equal(np.load(tmp_path / "mean.npy"), ref)
@@ -57,7 +57,7 @@ def test_compute_image_mean_matches_caffe(tmp_path):
 def assert_mean_is_float32_running_sum(tmp_path, arrs, serialize):
     """compute_image_mean over an LMDB of ``serialize(a, i)`` for each array equals Caffe's float32
     running sum of the arrays divided by their count."""
-    from netspec.data.lmdb_io import LMDBWriter
+    from recaffe.netspec.data.lmdb_io import LMDBWriter
     with LMDBWriter(str(tmp_path / "db")) as w:
         for i, a in enumerate(arrs):
             w.put("%08d" % i, serialize(a, i))
@@ -69,7 +69,7 @@ def assert_mean_is_float32_running_sum(tmp_path, arrs, serialize):
 
 
 def test_mean_of_float_datums_is_float32_running_sum(tmp_path):
-    from netspec.data.datum import array_to_datum
+    from recaffe.netspec.data.datum import array_to_datum
     rng = np.random.default_rng(3)
     arrs = [rng.integers(0, 256, (1, 2, 3)).astype(np.uint8) for _ in range(3)]
     arrs += [(rng.random((1, 2, 3)) * 1000).astype(np.float32) for _ in range(3)]
@@ -79,8 +79,8 @@ def test_mean_of_float_datums_is_float32_running_sum(tmp_path):
 def test_worker_arena_places_values_and_falls_back_to_bytes():
     """convert_imageset's shared-memory slots: values that fit are placed in the task's slot, the
     rest come back as bytes; both read back as the serialized datum."""
-    from netspec.data.convert import _Arena
-    from netspec.data.datum import raw_datum_bytes, raw_datum_parts
+    from recaffe.netspec.data.convert import _Arena
+    from recaffe.netspec.data.datum import raw_datum_bytes, raw_datum_parts
     arena = _Arena(2, 100)
     arrs = [np.full((1, 4, 5), i, np.uint8) for i in range(6)]        # 30-byte datums: 3 fit in a slot
     results = [(b"k%d" % i, raw_datum_parts(a, i), i, a.size) for i, a in enumerate(arrs)]
@@ -95,7 +95,7 @@ def test_worker_arena_places_values_and_falls_back_to_bytes():
 
 def test_mean_of_many_uint8_datums_is_exact(tmp_path):
     """More datums than one uint16 block (257): the integer sums equal the float32 running sum."""
-    from netspec.data.datum import raw_datum_bytes
+    from recaffe.netspec.data.datum import raw_datum_bytes
     arrs = np.random.default_rng(4).integers(0, 256, (600, 2, 3, 4), dtype=np.uint8)
     arrs[:300] = 255                                             # blocks at their largest sums
     assert_mean_is_float32_running_sum(tmp_path, arrs, raw_datum_bytes)
@@ -104,7 +104,7 @@ def test_mean_of_many_uint8_datums_is_exact(tmp_path):
 def test_resize_matches_caffe():
     """read_image with a resize (OpenCV's INTER_LINEAR) == Caffe's ImageData resize (19x23 -> 31x12,
     enlarging: the clamped border rows included), and resize() on an array the same."""
-    from netspec.data.image import read_image, resize
+    from recaffe.netspec.data.image import read_image, resize
     with np.load(os.path.join(GOLDEN, "data_layers.npz")) as z:
         g = z["imagedata_resize_data_0"]
     for j, (path, _, _) in enumerate(read_list(LIST)):
@@ -118,12 +118,12 @@ def test_cli_flag_spellings(tmp_path):
     for db, flags in [(a, ["-resize_height=13", "-resize_width=17", "-exact_resize"]),   # accepted, no-op
                       (b, ["--resize_height", "13", "--resize_width", "17", "--workers", "1", "--quiet",
                            "--exact_resize=true"])]:
-        r = subprocess.run([sys.executable, "-m", "tools.convert_imageset", *flags, IMAGES, LIST, db], cwd=ROOT,
+        r = subprocess.run([sys.executable, "-m", "recaffe.tools.convert_imageset", *flags, IMAGES, LIST, db], cwd=ROOT,
                            env=env, capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         assert "wrote 8 images" in r.stderr
     assert records(a) == records(b) == records(os.path.join(GOLDEN, "lmdb_resized"))
-    from tools.convert_imageset import parser
+    from recaffe.tools.convert_imageset import parser
     a = parser().parse_args(["-gray", "--nogray", "-shuffle=true", "--encode_type", "png", "--skip-bad",
                              "r/", "l", "d"])
     assert (a.gray, a.shuffle, a.encode_type, a.skip_bad, a.db) == (False, True, "png", True, "d")
@@ -132,7 +132,7 @@ def test_cli_flag_spellings(tmp_path):
 def test_cli_errors_one_line_exit_2(tmp_path):
     lst = tmp_path / "list.txt"
     lst.write_text("img_0.png 1\nimg_1.jpg x\n")
-    r = subprocess.run([sys.executable, "-m", "tools.convert_imageset", IMAGES, str(lst), str(tmp_path / "db")],
+    r = subprocess.run([sys.executable, "-m", "recaffe.tools.convert_imageset", IMAGES, str(lst), str(tmp_path / "db")],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 2
     lines = [l for l in r.stderr.splitlines() if l.strip()]
@@ -163,7 +163,7 @@ def test_interrupt_leaves_nothing(tmp_path):
     names = [path for path, _, _ in read_list(LIST)]
     lst.write_text("".join(f"{names[i % 8]} {i}\n" for i in range(40000)))
     db = tmp_path / "db"
-    p = subprocess.Popen([sys.executable, "-m", "tools.convert_imageset", "--workers", "2",
+    p = subprocess.Popen([sys.executable, "-m", "recaffe.tools.convert_imageset", "--workers", "2",
                           "--resize_height", "64", "--resize_width", "64", IMAGES, str(lst), str(db)],
                          cwd=ROOT, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 20
@@ -257,7 +257,7 @@ def test_caffe_reads_ours(tmp_path):
     folder.mkdir()
     convert_imageset(IMAGES, LIST, str(folder / "lmdb"), workers=1, progress=False)
     convert_imageset(IMAGES, LIST, str(folder / "lmdb_enc"), encoded=True, workers=1, progress=False)
-    from netspec.data.meanfile import write_mean
+    from recaffe.netspec.data.meanfile import write_mean
     mean, _ = compute_image_mean(str(folder / "lmdb"), workers=1)
     write_mean(mean, str(folder / "mean.binaryproto"))
     subprocess.run(["/work/shared/oracle/caffe-run", "python3", "tests/oracle/make_data_goldens.py", "--check-ours",

@@ -2,7 +2,7 @@
 import os
 import re
 
-from tools import demo, demo_data
+from recaffe.tools import demo, demo_data
 
 
 def test_demo_quick_runs_end_to_end(tmp_path, capsys):

@@ -6,10 +6,10 @@ import pytest
 from PIL import Image
 
 import recaffe as caffe
-from netspec.spec import write
-from protos.errors import RecaffeError
-from protos.io import read_net
-from tools import deploy_from_train_val as tool
+from recaffe.netspec.spec import write
+from recaffe.protos.errors import RecaffeError
+from recaffe.protos.io import read_net
+from recaffe.tools import deploy_from_train_val as tool
 
 TRAIN_VAL = """name: "tv"
 layer { name: "data" type: "ImageData" top: "data" top: "label" include { phase: TRAIN }

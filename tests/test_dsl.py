@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from google.protobuf import text_format
 
-from models import caffenet as cn
-from models import cifar10
-from models.lenet import lenet
-from netspec import NetSpec, layers as L, params as P, to_proto
-from netspec.spec import SolverSpec, solver, to_prototxt, write
-from protos import caffe_pb2
-from protos.errors import NetError, SolverError
+from recaffe.models import caffenet as cn
+from recaffe.models import cifar10
+from recaffe.models.lenet import lenet
+from recaffe.netspec import NetSpec, layers as L, params as P, to_proto
+from recaffe.netspec.spec import SolverSpec, solver, to_prototxt, write
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError, SolverError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden", "dsl")
@@ -171,7 +171,7 @@ def test_floats_are_shortest_float32_spelling():
 
 
 def test_shortest_float32_edges():
-    from netspec.spec import shortest_float32
+    from recaffe.netspec.spec import shortest_float32
     f32 = lambda x: float(np.float32(x))
     cases = {f32(0.01): "0.01", f32(1 / 255): "0.003921569", 104.0: "104.0", f32(1e-5): "1e-05",
              f32(3e-42): "3e-42", f32(1e-45): "1e-45", -0.0: "-0.0", float("inf"): "inf", float("-inf"): "-inf",
@@ -206,7 +206,7 @@ def test_printer_agrees_with_text_format_on_every_field_kind():
 
 
 def test_pycaffe_helpers():
-    from netspec.spec import assign_proto, param_name_dict
+    from recaffe.netspec.spec import assign_proto, param_name_dict
     names = param_name_dict()
     assert names["Convolution"] == "convolution" and names["Transformation"] == "transform"
     assert names["PReLU"] == "prelu" and names["HDF5Data"] == "hdf5_data" and names["Python"] == "python"

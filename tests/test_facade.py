@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import recaffe as caffe
-from protos.errors import NetError
+from recaffe.protos.errors import NetError
 
 IP_NET = """name: "ip"
 force_backward: true
@@ -183,7 +183,7 @@ def test_caffe_alias_resolves_to_recaffe():
     import sys
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = ("from recaffe._alias import install_caffe_alias; install_caffe_alias()\n"
-            "import caffe, recaffe, caffe.io\nfrom caffe.proto import caffe_pb2\nimport protos.caffe_pb2 as p\n"
+            "import caffe, recaffe, caffe.io\nfrom caffe.proto import caffe_pb2\nimport recaffe.protos.caffe_pb2 as p\n"
             "from caffe import layers as L\n"
             "assert caffe is recaffe and caffe.io is recaffe.io and caffe_pb2 is p and caffe.Net is recaffe.Net\n"
             "print('ok')")
@@ -261,7 +261,7 @@ class Double(caffe.Layer):
 
 
 def test_python_layer_subclassing_caffe_layer(tmp_path, monkeypatch):
-    from netspec.layers.python import allow_python_layers
+    from recaffe.netspec.net.layers.python import allow_python_layers
     (tmp_path / "facade_pylayer.py").write_text(PY_LAYER)
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "py.prototxt").write_text(

@@ -9,8 +9,8 @@ import sys
 import pytest
 
 import recaffe as caffe
-from protos.io import read_net
-from tools import draw_net
+from recaffe.protos.io import read_net
+from recaffe.tools import draw_net
 
 NET = """name: "drawn"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
@@ -47,7 +47,7 @@ def test_png_needs_graphviz(tmp_path):
     proto = tmp_path / "net.prototxt"
     proto.write_text(NET)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "-m", "tools.draw_net", str(proto), str(tmp_path / "net.png")],
+    r = subprocess.run([sys.executable, "-m", "recaffe.tools.draw_net", str(proto), str(tmp_path / "net.png")],
                        capture_output=True, text=True, cwd=root, env=dict(os.environ, PYTHONPATH=root))
     if shutil.which("dot") is None:
         assert r.returncode == 2 and "Graphviz 'dot' is not installed" in r.stderr
@@ -58,6 +58,6 @@ def test_png_needs_graphviz(tmp_path):
 
 
 def test_bad_flags(tmp_path):
-    from protos.errors import RecaffeError
+    from recaffe.protos.errors import RecaffeError
     with pytest.raises(RecaffeError, match="rankdir"):
         draw_net.main([str(tmp_path / "x"), str(tmp_path / "y.dot"), "--rankdir", "XX"])

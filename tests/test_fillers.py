@@ -7,9 +7,9 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from protos import caffe_pb2
-from protos.errors import NetError
-from netspec.fillers import fill, fan_in_out, bilinear_kernel
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
+from recaffe.netspec.net.fillers import fill, fan_in_out, bilinear_kernel
 
 
 def fp(text=""):

@@ -5,9 +5,9 @@ import torch
 from google.protobuf import text_format
 
 from layer_harness import build_layer, check_case, load_case
-from netspec.layers import layer_class
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.netspec.net.layers import layer_class
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 
 PARITY = [
     "common_concat", "common_concat_neg_axis", "common_concat_axis0", "common_concat_dim", "common_concat_single",

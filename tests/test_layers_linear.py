@@ -9,9 +9,9 @@ import torch
 from google.protobuf import text_format
 
 from layer_harness import GOLDEN, assert_build_error, check_case, load_case
-from netspec.layers import layer_class
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.netspec.net.layers import layer_class
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 
 CASES = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(GOLDEN, "linear_*.npz")))
 

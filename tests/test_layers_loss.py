@@ -8,9 +8,9 @@ from google.protobuf import text_format
 
 import layer_harness
 from layer_harness import check_case, load_case
-from netspec.layers import layer_class
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.netspec.net.layers import layer_class
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 
 SOFTMAX = ["loss_softmax_default", "loss_softmax_ignore_full", "loss_softmax_ignore_valid",
            "loss_softmax_ignore_batch_size", "loss_softmax_ignore_none", "loss_softmax_normalize_false",

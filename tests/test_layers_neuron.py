@@ -8,9 +8,9 @@ import torch
 from google.protobuf import text_format
 
 from layer_harness import build_layer, check_case, load_case
-from netspec.layers import layer_class
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.netspec.net.layers import layer_class
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 
 PARITY = [
     "neuron_relu", "neuron_relu_slope", "neuron_relu_negslope",

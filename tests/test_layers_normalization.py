@@ -10,8 +10,8 @@ import torch
 from google.protobuf import text_format
 
 from layer_harness import GOLDEN, assert_build_error, build_layer, check_case, load_case
-from netspec.layers import layer_class
-from protos import caffe_pb2
+from recaffe.netspec.net.layers import layer_class
+from recaffe.protos import caffe_pb2
 
 CASES = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(GOLDEN, "norm_*.npz")))
 

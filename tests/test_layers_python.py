@@ -5,10 +5,10 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from netspec.layers import layer_class
-from netspec.layers import python as pylayer
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.netspec.net.layers import layer_class
+from recaffe.netspec.net.layers import python as pylayer
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 
 
 def build(layer, shapes, param_str="", phase="TEST", tops=("y",), module="pylayer_demo"):

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from google.protobuf import text_format
 
 from layer_harness import GOLDEN, assert_build_error, check_case, load_case
-from netspec.layers import layer_class
-from protos import caffe_pb2
+from recaffe.netspec.net.layers import layer_class
+from recaffe.protos import caffe_pb2
 
 CASES = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(GOLDEN, "vision_*.npz")))
 NO_BACKWARD = {"vision_pool_max_empty"}   # Caffe would write the empty window's gradient to index -1
@@ -157,7 +157,7 @@ def test_bad_input_names_the_layer(text, shapes, what):
 def test_gemm_convolution_passes_equal_the_convolution(xs, ws, stride, pad, dil, plan):
     """The GEMM passes (1x1 forward / data gradient, strided too, and the unfold weight gradient) give
     torch's convolution and its gradients (float64 gradcheck; every subset of inputs needing grad)."""
-    from netspec.layers.vision import _ConvMM
+    from recaffe.netspec.net.layers.vision import _ConvMM
     torch.manual_seed(0)
     x, w, b = (torch.randn(s, dtype=torch.float64) for s in (xs, ws, ws[:1]))
     f = lambda x, w, b: _ConvMM.apply(x, w, b, stride, pad, dil, plan)  # noqa: E731
@@ -177,8 +177,8 @@ def test_gemm_convolution_passes_equal_the_convolution(xs, ws, stride, pad, dil,
 def test_gemm_plan_choice():
     """Which passes leave oneDNN: 1x1 by reduction width and stride, larger kernels only for the weight
     gradient of a few output positions; groups and other dtypes never."""
-    from netspec.layers.vision import _mm_plan
-    from netspec import Net
+    from recaffe.netspec.net.layers.vision import _mm_plan
+    from recaffe.netspec import Net
 
     def plan(conv, shape, dtype=torch.float32):
         net = Net(f'input: "x" input_shape {{ {" ".join(f"dim: {d}" for d in shape)} }} '

@@ -20,12 +20,12 @@ import os
 
 import pytest
 
-from models import alexnet, recipes, resnet, squeezenet, vgg
-from models.zoo_common import DataSpec, deploy
-from netspec.spec import layers as L, to_prototxt
-from protos import caffe_pb2, io
-from protos.errors import NetError
-from tools import emit_zoo
+from recaffe.models import alexnet, recipes, resnet, squeezenet, vgg
+from recaffe.models.zoo_common import DataSpec, deploy
+from recaffe.netspec.spec import layers as L, to_prototxt
+from recaffe.protos import caffe_pb2, io
+from recaffe.protos.errors import NetError
+from recaffe.tools import emit_zoo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden", "zoo")
@@ -167,7 +167,7 @@ def test_published_variants_by_argument():
 def test_zoo_on_disk_is_current():
     stale, missing, extra = emit_zoo.check()
     assert (stale, missing, extra) == ([], [], []), \
-        f"models/zoo is out of date (run python -m tools.emit_zoo): stale {stale}, missing {missing}, extra {extra}"
+        f"models/zoo is out of date (run python -m recaffe.tools.emit_zoo): stale {stale}, missing {missing}, extra {extra}"
 
 
 def test_stale_check_detects_an_edit(tmp_path):

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from netspec import Net
-from netspec.layers.base import Layer
-from netspec.layers.registry import register
-from netspec import netbuild
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.netspec import Net
+from recaffe.netspec.net.layers.base import Layer
+from recaffe.netspec.net.layers.registry import register
+from recaffe.netspec.net import build as netbuild
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 
 MINI = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "net", "mini")
 

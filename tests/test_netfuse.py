@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from netspec import Net, netfuse
+from recaffe.netspec.net import Net, fuse as netfuse
 
 IN = 'layer { name: "in" type: "Input" top: "x" input_param { shape { dim: 2 dim: 3 dim: 7 dim: 7 } } }\n'
 CONV = ('layer { name: "conv" type: "Convolution" bottom: "x" top: "c" convolution_param { num_output: 4 '

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from protos.errors import SolverError
-from solver import optim
+from recaffe.protos.errors import SolverError
+from recaffe.solver import optim
 
 RNG = np.random.RandomState(5)
 W0 = RNG.randn(3, 4).astype(np.float32)

@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from protos import caffe_pb2
-from protos.errors import SolverError
-from solver.policies import learning_rate
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import SolverError
+from recaffe.solver.policies import learning_rate
 
 
 def param(**kw):

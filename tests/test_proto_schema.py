@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from protos import caffe_pb2
+from recaffe.protos import caffe_pb2
 
 HERE = os.path.dirname(__file__)
 sys.path.insert(0, os.path.join(HERE, "oracle"))

@@ -1,4 +1,4 @@
-"""protos.io: BlobProto files against real Caffe (goldens: tests/oracle/make_binaryproto_goldens.py),
+"""recaffe.protos.io: BlobProto files against real Caffe (goldens: tests/oracle/make_binaryproto_goldens.py),
 source detection, atomic writes, one-line errors, fork fields."""
 import hashlib
 import json
@@ -9,9 +9,9 @@ import warnings
 import numpy as np
 import pytest
 
-from protos import caffe_pb2, io
-from protos.errors import ProtoError
-from protos.forks import ProtoWarning
+from recaffe.protos import caffe_pb2, io
+from recaffe.protos.errors import ProtoError
+from recaffe.protos.forks import ProtoWarning
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "binaryproto")
 ARRAYS = dict(np.load(os.path.join(GOLDEN, "arrays.npz")))
@@ -128,7 +128,7 @@ def test_write_text_is_atomic(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(ProtoError, match="out.prototxt: cannot write: No space left on device"):
         io.write_text(net, target)
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["out.prototxt"]
     monkeypatch.undo()

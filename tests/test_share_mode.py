@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from netspec import Net
-from netspec.netparams import raw_blob
-from protos.errors import NetError
+from recaffe.netspec import Net
+from recaffe.netspec.net.params import raw_blob
+from recaffe.protos.errors import NetError
 
 G = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "share")
 PROTO = os.path.join(G, "permissive.prototxt")

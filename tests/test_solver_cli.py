@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-import tools.caffe
-import tools.test
-import tools.time
-import tools.train
-from solver.log import capture
+from recaffe.tools import caffe as _t_caffe
+from recaffe.tools import test as _t_test
+from recaffe.tools import time as _t_time
+from recaffe.tools import train as _t_train
+from recaffe.solver.log import capture
 from test_solver_helpers import CASES, GOLDEN, one_thread, write_case
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +33,7 @@ def _ok(fn, argv):
     assert e.value.code in (0, None)
 
 
-def _bad(tmp_path, capsys, argv, fn=tools.caffe.main):
+def _bad(tmp_path, capsys, argv, fn=_t_caffe.main):
     before = sorted(os.listdir(tmp_path))
     code, lines = _exit_code(fn, argv, capsys)
     errors = [l for l in lines if not GLOG.match(l)]
@@ -58,7 +58,7 @@ def test_unknown_type_policy_regularization(tmp_path, capsys, field, value, need
     base = CASES["sgd"]["solver"]
     text = base.replace('"fixed"', value) if field == "lr_policy" else f"{base} {field}: {value}"
     path = write_case(tmp_path, "sgd", solver_text=text)
-    msg = _bad(tmp_path, capsys, ["-solver=" + path], fn=tools.train.main)
+    msg = _bad(tmp_path, capsys, ["-solver=" + path], fn=_t_train.main)
     assert value.strip('"') in msg and needle in msg
 
 
@@ -89,7 +89,7 @@ def test_train_logs_parse_like_caffe(tmp_path, capsys):
     """tools/train: glog prefix on every line, Caffe's wording for iteration/output/lr/test lines."""
     path = write_case(tmp_path, "sgd", f'display: 5 test_iter: 2 test_interval: 10 snapshot_prefix: "{tmp_path}/s"')
     with one_thread(), capture() as lines:
-        _ok(tools.train.main, ["-solver=" + path, "-weights=" + INIT, "-iterations=10"])
+        _ok(_t_train.main, ["-solver=" + path, "-weights=" + INIT, "-iterations=10"])
     assert lines and all(GLOG.match(l) for l in lines)
     msgs = [l.split("] ", 1)[1] for l in lines]
     assert any(re.fullmatch(r"Iteration 5 \([\d.e+-]+ iter/s, [\d.e+-]+s/5 iters\), loss = [\d.e+-]+", m) for m in msgs)
@@ -105,7 +105,7 @@ def test_test_and_time_verbs(tmp_path):
     net = os.path.join(tmp_path, "net.prototxt")
     write_case(tmp_path, "sgd")
     with one_thread(), capture() as lines:
-        _ok(tools.test.main, [f"-model={net}", f"-weights={INIT}", "-iterations=4"])
+        _ok(_t_test.main, [f"-model={net}", f"-weights={INIT}", "-iterations=4"])
     msgs = [l.split("] ", 1)[1] for l in lines]
     batch = [m for m in msgs if m.startswith("Batch ")]
     assert len(batch) == 4 and batch[0].startswith("Batch 0, loss = ")
@@ -114,7 +114,7 @@ def test_test_and_time_verbs(tmp_path):
     assert abs(first - caffe_first) < 1e-5 * caffe_first
     assert any(m.startswith("Loss: ") for m in msgs) and any(m.startswith("loss = ") for m in msgs)
     with one_thread(), capture() as lines:
-        _ok(tools.time.main, [f"-model={net}", "-iterations=2"])
+        _ok(_t_time.main, [f"-model={net}", "-iterations=2"])
     msgs = [l.split("] ", 1)[1] for l in lines]
     assert any(re.fullmatch(r"     conv1\tforward: [\d.e+-]+ ms\.", m) for m in msgs)
     assert any(re.fullmatch(r"     conv1\tbackward: [\d.e+-]+ ms\.", m) for m in msgs)
@@ -123,10 +123,10 @@ def test_test_and_time_verbs(tmp_path):
 
 
 def test_subprocess_exit_status(tmp_path):
-    """The real entry point: `python -m tools.caffe` with a bad solver -> status 2, one line, no traceback."""
+    """The real entry point: `python -m recaffe.tools.caffe` with a bad solver -> status 2, one line, no traceback."""
     s = tmp_path / "solver.prototxt"
     s.write_text('net: "missing.prototxt" lr_policy: "fixed"\n')
-    r = subprocess.run([sys.executable, "-m", "tools.caffe", "train", f"-solver={s}"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "recaffe.tools.caffe", "train", f"-solver={s}"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     err = [l for l in r.stderr.splitlines() if l.strip() and not GLOG.match(l)]
     assert r.returncode == 2 and len(err) == 1 and "Traceback" not in r.stderr, r.stderr
@@ -134,8 +134,8 @@ def test_subprocess_exit_status(tmp_path):
 
 def test_gpu_request_without_cuda_falls_back_with_a_note():
     import torch
-    from solver.cli import select_device
-    from protos import caffe_pb2
+    from recaffe.solver.cli import select_device
+    from recaffe.protos import caffe_pb2
     with capture() as lines:
         dev = select_device("0")
         cpu = select_device("", caffe_pb2.SolverParameter())          # solver_mode absent -> CPU
@@ -152,7 +152,7 @@ def test_train_writes_and_resumes_hdf5_snapshots(tmp_path, capsys):
     batches, so the resumed data layer, restarting at its beginning as Caffe's does, is in step)."""
     path = write_case(tmp_path, "sgd", f'snapshot: 8 snapshot_format: HDF5 snapshot_prefix: "{tmp_path}/s"')
     with one_thread(), capture():
-        _ok(tools.train.main, ["-solver=" + path, "-weights=" + INIT, "-iterations=12"])
+        _ok(_t_train.main, ["-solver=" + path, "-weights=" + INIT, "-iterations=12"])
     for it in (8, 12):
         assert (tmp_path / f"s_iter_{it}.caffemodel.h5").exists() and (tmp_path / f"s_iter_{it}.solverstate.h5").exists()
     import h5py
@@ -160,7 +160,7 @@ def test_train_writes_and_resumes_hdf5_snapshots(tmp_path, capsys):
         full = {k: f["data"][k]["0"][()] for k in f["data"] if "0" in f["data"][k]}
     os.remove(tmp_path / "s_iter_12.caffemodel.h5")
     with one_thread(), capture():
-        _ok(tools.caffe.main, ["train", "-solver=" + path, f"-snapshot={tmp_path}/s_iter_8.solverstate.h5",
+        _ok(_t_caffe.main, ["train", "-solver=" + path, f"-snapshot={tmp_path}/s_iter_8.solverstate.h5",
                                "-iterations=12"])
     with h5py.File(tmp_path / "s_iter_12.caffemodel.h5", "r") as f:
         assert full and all(np.array_equal(f["data"][k]["0"][()], v) for k, v in full.items())

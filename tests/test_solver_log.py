@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
-import tools.plot_training_log
-import tools.train
-from solver.log import capture
-from solver.logparse import parse_log
+from recaffe.tools import plot_training_log as _t_plot_training_log
+from recaffe.tools import train as _t_train
+from recaffe.solver.log import capture
+from recaffe.solver.logparse import parse_log
 from test_solver_helpers import CASES, GOLDEN, one_thread, write_case
 
 NUM = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
@@ -39,7 +39,7 @@ def logs(tmp_path_factory):
     path = write_case(tmp, "sgd", 'test_iter: 2 test_interval: 20 test_compute_loss: true average_loss: 3 '
                       f'snapshot_prefix: "{tmp}/cli"', solver_text=solver_text)
     with one_thread(), capture() as lines, pytest.raises(SystemExit):
-        tools.train.main(["-solver=" + path, "-weights=" + os.path.join(GOLDEN, "init.caffemodel")])
+        _t_train.main(["-solver=" + path, "-weights=" + os.path.join(GOLDEN, "init.caffemodel")])
     with open(os.path.join(GOLDEN, "caffe_train.log")) as f:
         caffe = [l.rstrip("\n") for l in f]
     return tmp, [l.replace(str(tmp), "TMP") for l in lines], caffe
@@ -72,8 +72,8 @@ def test_plot_training_log_writes_png(logs):
         (tmp / name).write_text("\n".join(lines) + "\n")
     out = tmp / "curve.png"
     with pytest.raises(SystemExit) as e:
-        from solver.cli import run
-        run(lambda: tools.plot_training_log.main([str(out), str(tmp / "ours.log"), str(tmp / "caffe.log")]))
+        from recaffe.solver.cli import run
+        run(lambda: _t_plot_training_log.main([str(out), str(tmp / "ours.log"), str(tmp / "caffe.log")]))
     assert e.value.code in (0, None)
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10000

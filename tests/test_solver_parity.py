@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
-from solver.solver import Solver
-from solver.state import read_solverstate
+from recaffe.solver.solver import Solver
+from recaffe.solver.state import read_solverstate
 from test_solver_helpers import CASES, GOLDEN, one_thread, rel_err, weights, write_case
 
 ITERS = 100
@@ -95,8 +95,8 @@ def test_our_solverstate_matches_caffes(tmp_path, name):
 def test_param_groups_from_v1_blobs_lr():
     """V1 blobs_lr / weight_decay arrive as lr_mult / decay_mult (through the net upgrade) and define the
     groups; lr_mult 0 means requires_grad False."""
-    from netspec.net import Net
-    from solver import groups
+    from recaffe.netspec.net.net import Net
+    from recaffe.solver import groups
     v1 = ('name: "v1" input: "data" input_dim: 2 input_dim: 3 input_dim: 4 input_dim: 4\n'
           'layers { name: "ip" type: INNER_PRODUCT bottom: "data" top: "ip" blobs_lr: 0 blobs_lr: 2 '
           'weight_decay: 1 weight_decay: 0 inner_product_param { num_output: 5 } }\n'

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from solver import optim, policies
-from solver.netsetup import read_solver_param
-from solver.solver import Solver
+from recaffe.solver import optim, policies
+from recaffe.solver.netsetup import read_solver_param
+from recaffe.solver.solver import Solver
 from test_solver_helpers import one_thread
 
 CORPUS = "/work/shared/corpus"
@@ -44,7 +44,7 @@ def _recipe_root(tmp, folder, files, db_names, shape, n_train=256, n_test=100, m
     mean = write_lmdb(str(d / db_names[0]), n_train, *shape, seed=1)
     write_lmdb(str(d / db_names[1]), n_test, *shape, seed=2)
     if mean_file:
-        from netspec.data.meanfile import write_mean
+        from recaffe.netspec.data.meanfile import write_mean
         write_mean(mean, str(d / mean_file))
     return tmp
 

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from protos.errors import SolverError
-from solver.solver import Solver
+from recaffe.protos.errors import SolverError
+from recaffe.solver.solver import Solver
 from test_solver_helpers import CASES, one_thread, write_case
 
 STAGED = """

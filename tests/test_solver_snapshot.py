@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pytest
 
-from solver.solver import Solver
-from solver.state import read_solverstate
+from recaffe.solver.solver import Solver
+from recaffe.solver.state import read_solverstate
 from test_solver_helpers import GOLDEN, one_thread, weights, write_case
 
 INIT = os.path.join(GOLDEN, "init.caffemodel")

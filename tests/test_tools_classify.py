@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import recaffe as caffe
-from protos.errors import RecaffeError
-from tools import classify
+from recaffe.protos.errors import RecaffeError
+from recaffe.tools import classify
 
 DEPLOY = """name: "tiny"
 layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 dim: 3 dim: 8 dim: 8 } } }
@@ -128,7 +128,7 @@ def test_errors(setup):
         classify.main([images[0][0], "-model", str(d / "deploy.prototxt"), "-weights", str(d / "w.caffemodel"),
                        "-labels", str(d / "bad.txt")])
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    r = subprocess.run([sys.executable, "-m", "tools.classify", images[0][0], "-model", str(d / "deploy.prototxt"),
+    r = subprocess.run([sys.executable, "-m", "recaffe.tools.classify", images[0][0], "-model", str(d / "deploy.prototxt"),
                         "-weights", str(d / "missing.caffemodel")], capture_output=True, text=True, cwd=root,
                        env=dict(os.environ, PYTHONPATH=root))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "missing.caffemodel" in r.stderr

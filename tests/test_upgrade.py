@@ -6,9 +6,9 @@ import warnings
 import pytest
 from google.protobuf import text_format
 
-from protos import caffe_pb2, io, upgrade
-from protos.errors import ProtoError
-from protos.forks import ProtoWarning
+from recaffe.protos import caffe_pb2, io, upgrade
+from recaffe.protos.errors import ProtoError
+from recaffe.protos.forks import ProtoWarning
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "upgrade")
 CASES = sorted(f[:-len(".input.prototxt")] for f in os.listdir(GOLDEN) if f.endswith(".input.prototxt"))

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from netspec import Net
-from netspec import wire
-from protos import caffe_pb2
-from protos.errors import WeightsError
+from recaffe.netspec import Net
+from recaffe.netspec.weights import wire
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import WeightsError
 
 G = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "weights")
 PROTO = os.path.join(G, "small.prototxt")

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from netspec import Net, weights_h5
-from protos.errors import SolverError, WeightsError
-from solver.solver import Solver
+from recaffe.netspec import Net
+from recaffe.netspec.weights import h5 as weights_h5
+from recaffe.protos.errors import SolverError, WeightsError
+from recaffe.solver.solver import Solver
 from test_solver_helpers import GOLDEN as SOLVER_GOLDEN, one_thread, write_case
 
 HERE = os.path.dirname(os.path.abspath(__file__))

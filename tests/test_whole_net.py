@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from netspec import Net
-from protos.io import read_net
+from recaffe.netspec import Net
+from recaffe.protos.io import read_net
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "oracle"))

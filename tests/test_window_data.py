@@ -7,8 +7,8 @@ import pytest
 import torch
 from google.protobuf import text_format
 
-from protos import caffe_pb2
-from protos.errors import DataError, NetError
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import DataError, NetError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden", "window")
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.usefixtures("at_repo_root")   # the golden layer texts 
 
 
 def make(text, phase="TEST"):
-    from netspec.layers import layer_class
+    from recaffe.netspec.net.layers import layer_class
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(text, lp)
     return layer_class(lp.type, lp.name)(lp, [], phase)
@@ -126,7 +126,7 @@ def test_no_mirror_without_transform_mirror(tmp_path):
 
 
 def test_in_a_net(golden):
-    from netspec.net import Net
+    from recaffe.netspec.net.net import Net
     text = str(golden["warp_layer"])
     net = Net(f'name: "n" layer {{ {text} }} layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "ip" '
               f'inner_product_param {{ num_output: 2 }} }}', phase="TRAIN")

@@ -16,7 +16,7 @@ import re
 import sys
 import traceback
 
-from protos.errors import RecaffeError
+from recaffe.protos.errors import RecaffeError
 
 _TRUE = ("true", "1", "yes", "t", "y")
 _FALSE = ("false", "0", "no", "f", "n")
@@ -27,7 +27,7 @@ class UsageError(RecaffeError):
 
 
 def tool_name(argv0=None):
-    """`upgrade_net_proto_text` for `.../tools/upgrade_net_proto_text.py` or `python -m tools.x`."""
+    """`upgrade_net_proto_text` for `.../tools/upgrade_net_proto_text.py` or `python -m recaffe.tools.x`."""
     base = os.path.basename(argv0 if argv0 is not None else (sys.argv[0] or "recaffe"))
     return base[:-3] if base.endswith(".py") else base
 

@@ -1,7 +1,7 @@
-"""``caffe`` command line: ``python -m tools.caffe train|test|time|device_query [flags]`` (installed as
+"""``caffe`` command line: ``python -m recaffe.tools.caffe train|test|time|device_query [flags]`` (installed as
 ``recaffe``). See solver/cli.py for the verbs and flags (Caffe's tools/caffe.cpp)."""
 
-from solver.cli import main as _main, run
+from recaffe.solver.cli import main as _main, run
 
 
 def main(argv=None):

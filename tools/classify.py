@@ -1,10 +1,10 @@
 """classify: top-k classes of images with a deploy net (python/classify.py of Caffe, printing instead of
 saving an .npy).
 
-    python -m tools.classify IMAGE... -model deploy.prototxt -weights W.caffemodel [-mean mean.npy|
+    python -m recaffe.tools.classify IMAGE... -model deploy.prototxt -weights W.caffemodel [-mean mean.npy|
         mean.binaryproto] [-crop 227] [-resize 256] [-labels synset_words.txt] [-top 5] [--oversample]
         [-raw_scale 255] [-channel_swap 2,1,0] [-input_scale 1]
-    python -m tools.classify IMAGE deploy.prototxt W.caffemodel [mean.npy [CROP]]     # positional form
+    python -m recaffe.tools.classify IMAGE deploy.prototxt W.caffemodel [mean.npy [CROP]]     # positional form
 
 Each image (PIL-decoded, RGB in [0, 1]) is resized to -resize x -resize (default 256, or the crop when
 larger), then the centre crop (or, with --oversample, the 4 corners + centre and their mirrors,
@@ -16,8 +16,8 @@ import sys
 
 import numpy as np
 
-from protos.errors import DataError
-from tools._cli import FlagParser, run
+from recaffe.protos.errors import DataError
+from recaffe.tools._cli import FlagParser, run
 
 USAGE = ("usage: classify IMAGE... -model deploy.prototxt -weights W [-mean FILE] [-crop N] [-resize N] "
          "[-labels FILE] [-top K] [--oversample]\n   or: classify IMAGE deploy.prototxt W [mean.npy [CROP]]")
@@ -74,7 +74,7 @@ def read_channel_mean(path):
         except (OSError, ValueError) as e:
             raise DataError(f"{path}: cannot read mean .npy: {e}") from None
     else:
-        from netspec.data.meanfile import read_mean
+        from recaffe.netspec.data.meanfile import read_mean
         arr = np.asarray(read_mean(path))
     arr = np.asarray(arr, np.float32)
     if arr.ndim == 3:

@@ -1,6 +1,6 @@
 """compute_image_mean: the mean image of an LMDB of Datums (Caffe's tools/compute_image_mean.cpp).
 
-    python -m tools.compute_image_mean [--backend lmdb] [--npy FILE.npy] INPUT_DB [OUTPUT_FILE]
+    python -m recaffe.tools.compute_image_mean [--backend lmdb] [--npy FILE.npy] INPUT_DB [OUTPUT_FILE]
 
 Writes a BlobProto (num 1, C, H, W) to OUTPUT_FILE (a name ending in .npy writes a numpy array of
 shape (C, H, W) instead), optionally also --npy, and prints ``mean_value channel [c]: v`` per channel.
@@ -13,9 +13,9 @@ if __package__ in (None, ""):
 
 import numpy as np  # noqa: E402
 
-from netspec.data.convert import compute_image_mean  # noqa: E402
-from netspec.data.meanfile import write_mean  # noqa: E402
-from tools._cli import FlagParser, run  # noqa: E402
+from recaffe.netspec.data.convert import compute_image_mean  # noqa: E402
+from recaffe.netspec.data.meanfile import write_mean  # noqa: E402
+from recaffe.tools._cli import FlagParser, run  # noqa: E402
 
 
 def parser():

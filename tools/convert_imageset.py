@@ -1,6 +1,6 @@
 """convert_imageset: image list -> LMDB of Caffe Datums (Caffe's tools/convert_imageset.cpp).
 
-    python -m tools.convert_imageset [flags] ROOTFOLDER/ LISTFILE DB_NAME
+    python -m recaffe.tools.convert_imageset [flags] ROOTFOLDER/ LISTFILE DB_NAME
 
 Caffe's flags (``-flag=value``, ``--flag value``, ``--noflag``): --gray --shuffle --backend
 --resize_width --resize_height --check_size --encoded --encode_type; ours: --skip-bad (skip and count
@@ -16,8 +16,8 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from netspec.data.convert import convert_imageset, tune_malloc  # noqa: E402
-from tools._cli import FlagParser, run  # noqa: E402
+from recaffe.netspec.data.convert import convert_imageset, tune_malloc  # noqa: E402
+from recaffe.tools._cli import FlagParser, run  # noqa: E402
 
 
 def parser():

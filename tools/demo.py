@@ -1,6 +1,6 @@
 """The recaffe demo: BVLC's fine-tuning recipe end to end, with no downloads, on two CPU cores.
 
-    python -m tools.demo [--out demo_out] [--quick]
+    python -m recaffe.tools.demo [--out demo_out] [--quick]
 
 1. generates a seeded image set for a 10-class source task and a related 5-class target task (PNG files
    and `path label` list files),
@@ -43,7 +43,7 @@ class Regime:
 
 
 def _prepare_data(out, quick):
-    from tools import demo_data
+    from recaffe.tools import demo_data
     per = dict(source_train=20 if quick else 120, source_test=10 if quick else 30,
                target_train=10, target_test=10 if quick else 40)
     lists = {}
@@ -71,8 +71,8 @@ def _prepare_data(out, quick):
 
 
 def _write_nets(out, dbs, mean, task, n_classes, classifier, learn_all, batch):
-    from models.demo import lmdb_net
-    from netspec.spec import write
+    from recaffe.models.demo import lmdb_net
+    from recaffe.netspec.spec import write
     tag = f"{task}_{'all' if learn_all else 'cls'}"
     train = write(lmdb_net(dbs[f"{task}_train"], mean, True, batch, num_classes=n_classes,
                            classifier_name=classifier, learn_all=learn_all), os.path.join(out, f"{tag}_train.prototxt"))
@@ -82,9 +82,9 @@ def _write_nets(out, dbs, mean, task, n_classes, classifier, learn_all, batch):
 
 
 def _solver(out, name, train, test, base_lr, iters, test_iter):
-    from models.demo import demo_solver
-    from netspec.spec import write
-    from solver.solver import Solver
+    from recaffe.models.demo import demo_solver
+    from recaffe.netspec.spec import write
+    from recaffe.solver.solver import Solver
     path = write(demo_solver(train, test, base_lr, iters, test_iter, os.path.join(out, "snapshots", name),
                              stepsize=max(1, int(iters * 0.7))), os.path.join(out, f"{name}_solver.prototxt"))
     return Solver(path)
@@ -220,8 +220,8 @@ def _run(args):
     verdict = "beats" if best_ft > final["from scratch"] else "does NOT beat"
     _say(f"      fine-tuned from the source {verdict} training from scratch by "
          f"{100 * (best_ft - final['from scratch']):+.1f} points")
-    from models.demo import deploy_net
-    from netspec.spec import write
+    from recaffe.models.demo import deploy_net
+    from recaffe.netspec.spec import write
     deploy = write(deploy_net(5, "fc8_target"), os.path.join(out, "target_deploy.prototxt"))
     labels = os.path.join(out, "target_labels.txt")
     with open(labels, "w") as f:

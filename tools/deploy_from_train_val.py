@@ -1,6 +1,6 @@
 """deploy_from_train_val: write a deploy prototxt for a train_val prototxt (beyond Caffe).
 
-    python -m tools.deploy_from_train_val TRAIN_VAL.prototxt DEPLOY.prototxt [--batch N]
+    python -m recaffe.tools.deploy_from_train_val TRAIN_VAL.prototxt DEPLOY.prototxt [--batch N]
         [--shape N,C,H,W] [--noprob]
 
 Drops data, loss, accuracy and TRAIN-only layers, adds an Input of the data layer's shape (batch 1
@@ -9,8 +9,8 @@ classifier (see recaffe.deploy). The trained .caffemodel loads into the result u
 """
 import sys
 
-from protos.errors import NetError
-from tools._cli import FlagParser, run
+from recaffe.protos.errors import NetError
+from recaffe.tools._cli import FlagParser, run
 
 
 
@@ -25,7 +25,7 @@ def parse(argv):
 
 
 def main(argv=None):
-    from netspec.spec import write
+    from recaffe.netspec.spec import write
     from recaffe.deploy import deploy_from_train_val
     ns = parse(sys.argv[1:] if argv is None else argv)
     flags, pos = vars(ns), [ns.train_val, ns.deploy]

@@ -1,6 +1,6 @@
 """draw_net: a diagram of a net (Caffe's python/draw_net.py).
 
-    python -m tools.draw_net NET.prototxt OUTPUT.{dot,gv,png,svg,pdf} [--rankdir LR|TB|BT|RL]
+    python -m recaffe.tools.draw_net NET.prototxt OUTPUT.{dot,gv,png,svg,pdf} [--rankdir LR|TB|BT|RL]
         [--phase TRAIN|TEST|ALL] [--display_lrm]
 
 A .dot/.gv output is Graphviz text written by recaffe.draw (no Graphviz needed); any other extension is
@@ -8,8 +8,8 @@ rendered by Graphviz's ``dot`` program, with a one-line error when it is not ins
 """
 import sys
 
-from protos.errors import NetError
-from tools._cli import FlagParser, run
+from recaffe.protos.errors import NetError
+from recaffe.tools._cli import FlagParser, run
 
 
 
@@ -24,7 +24,7 @@ def parse(argv):
 
 
 def main(argv=None):
-    from protos.io import read_net
+    from recaffe.protos.io import read_net
     from recaffe.draw import draw_net_to_file
     ns = parse(sys.argv[1:] if argv is None else argv)
     flags, pos = vars(ns), [ns.input_net_proto_file, ns.output_image_file]

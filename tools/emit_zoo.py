@@ -1,4 +1,4 @@
-"""Regenerate models/zoo/ from the generators: `python -m tools.emit_zoo [--check]`.
+"""Regenerate models/zoo/ from the generators: `python -m recaffe.tools.emit_zoo [--check]`.
 
 models/zoo/<folder>/ holds, for each zoo net, the published files as the generators emit them (pycaffe's
 text layout, shortest float32 spellings):
@@ -19,8 +19,8 @@ import argparse
 import os
 import sys
 
-from models import alexnet, googlenet, recipes, resnet, squeezenet, vgg
-from netspec.spec import to_prototxt, write
+from recaffe.models import alexnet, googlenet, recipes, resnet, squeezenet, vgg
+from recaffe.netspec.spec import to_prototxt, write
 
 ZOO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "zoo")
 

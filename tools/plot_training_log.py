@@ -1,20 +1,20 @@
 """Plot a Caffe-format training log (ours or Caffe's) to a PNG: training loss, test outputs (accuracy,
 loss) and the learning rate against iterations (matplotlib, Agg backend).
 
-    python -m tools.plot_training_log OUT.png train.log [other.log ...]
+    python -m recaffe.tools.plot_training_log OUT.png train.log [other.log ...]
 
 Log lines are read with solver/logparse.py (tools/extra/parse_log.py's rules)."""
 import os
 import sys
 
-from protos.errors import RecaffeError
+from recaffe.protos.errors import RecaffeError
 
 
 def plot(out, logs):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from solver.logparse import parse_log
+    from recaffe.solver.logparse import parse_log
     fig, axes = plt.subplots(3, 1, figsize=(8, 10), sharex=True)
     for path in logs:
         try:
@@ -56,7 +56,7 @@ def main(argv=None):
 
 def cli():
     """Console entry point (setup.py): one-line errors, exit status 2."""
-    from solver.cli import run
+    from recaffe.solver.cli import run
     run(main)
 
 

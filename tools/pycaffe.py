@@ -1,6 +1,6 @@
 """Run an unchanged pycaffe script (Python 3) on recaffe.
 
-    python -m tools.pycaffe SCRIPT [ARGS...]
+    python -m recaffe.tools.pycaffe SCRIPT [ARGS...]
     python tools/pycaffe.py [--no-python-layers] SCRIPT [ARGS...]
 
 The script's ``import caffe`` (and ``caffe.io``, ``caffe.proto.caffe_pb2``, ``from caffe import layers``)
@@ -49,7 +49,7 @@ def main(argv=None):
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]   # tools/ must not shadow modules
     _ensure_repo_on_path()
     from recaffe._alias import install_caffe_alias
-    from netspec.layers.python import allow_python_layers
+    from recaffe.netspec.net.layers.python import allow_python_layers
     install_caffe_alias()
     allow_python_layers(allow_python)
     sys.argv = list(argv)

@@ -1,5 +1,5 @@
-"""``caffe test`` as its own tool: ``python -m tools.test [flags]`` (flags as tools/caffe.py; solver/cli.py)."""
-from solver.cli import main as _main, run
+"""``caffe test`` as its own tool: ``python -m recaffe.tools.test [flags]`` (flags as tools/caffe.py; solver/cli.py)."""
+from recaffe.solver.cli import main as _main, run
 
 
 def main(argv=None):

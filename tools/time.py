@@ -1,8 +1,8 @@
-"""``caffe time`` as its own tool: ``python -m tools.time [flags]`` (flags as tools/caffe.py; solver/cli.py).
+"""``caffe time`` as its own tool: ``python -m recaffe.tools.time [flags]`` (flags as tools/caffe.py; solver/cli.py).
 
 Run it as a module: ``python tools/time.py`` would put tools/ first on sys.path, where this file
 shadows the standard library's ``time``."""
-from solver.cli import main as _main, run
+from recaffe.solver.cli import main as _main, run
 
 
 def main(argv=None):

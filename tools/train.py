@@ -1,5 +1,5 @@
-"""``caffe train`` as its own tool: ``python -m tools.train [flags]`` (flags as tools/caffe.py; solver/cli.py)."""
-from solver.cli import main as _main, run
+"""``caffe train`` as its own tool: ``python -m recaffe.tools.train [flags]`` (flags as tools/caffe.py; solver/cli.py)."""
+from recaffe.solver.cli import main as _main, run
 
 
 def main(argv=None):

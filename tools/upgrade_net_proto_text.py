@@ -1,7 +1,7 @@
 """upgrade_net_proto_text: rewrite a legacy (V0/V1, input_dim, old BatchNorm) net prototxt in the current
 format, as Caffe's tools/upgrade_net_proto_text.cpp does (rules: protos/upgrade.py).
 
-    python -m tools.upgrade_net_proto_text [--lenient] IN.prototxt OUT.prototxt
+    python -m recaffe.tools.upgrade_net_proto_text [--lenient] IN.prototxt OUT.prototxt
     python tools/upgrade_net_proto_text.py IN.prototxt OUT.prototxt
 
 --lenient drops fields Caffe's schema does not know (fork files), with a warning each.
@@ -16,11 +16,11 @@ import warnings
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools._cli import FlagParser, run  # noqa: E402
+from recaffe.tools._cli import FlagParser, run  # noqa: E402
 
 
 def main(argv=None):
-    from protos import caffe_pb2, io, upgrade
+    from recaffe.protos import caffe_pb2, io, upgrade
     parser = FlagParser(prog="upgrade_net_proto_text", description=__doc__.split("\n")[0])
     parser.add_argument("input", metavar="IN")
     parser.add_argument("output", metavar="OUT")

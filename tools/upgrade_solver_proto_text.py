@@ -2,7 +2,7 @@
 ``type: "..."`` form (Caffe's tools/upgrade_solver_proto_text.cpp; rules: protos/upgrade.py). Nets
 given inline (net_param, train_net_param, test_net_param) are upgraded too.
 
-    python -m tools.upgrade_solver_proto_text IN.prototxt OUT.prototxt
+    python -m recaffe.tools.upgrade_solver_proto_text IN.prototxt OUT.prototxt
 
 Exit status: 0 done, 2 bad input (one line on stderr; --debug shows the traceback).
 """
@@ -13,11 +13,11 @@ import sys
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools._cli import FlagParser, run  # noqa: E402
+from recaffe.tools._cli import FlagParser, run  # noqa: E402
 
 
 def main(argv=None):
-    from protos import io
+    from recaffe.protos import io
     parser = FlagParser(prog="upgrade_solver_proto_text", description=__doc__.split("\n")[0])
     parser.add_argument("input", metavar="IN")
     parser.add_argument("output", metavar="OUT")

@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from protos.errors import DataError
+from recaffe.protos.errors import DataError
 from .datum import decode_value, encoded_datum_parts, join_parts, parse_datum, parts_size, put_parts, raw_datum_parts
 from .image import COLOR, GRAY, check_image_header, cv2, encode_hwc, hwc_to_chw, read_file, read_image_hwc
 from .lmdb_io import LEVELDB_HINT, LMDBReader, LMDBWriter

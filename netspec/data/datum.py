@@ -7,9 +7,9 @@ order (BGR for colour images), or ``float_data`` when ``data`` is empty. An enco
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from protos import caffe_pb2
-from protos.blob import decode_varint, encode_varint as varint
-from protos.errors import DataError
+from recaffe.protos import caffe_pb2
+from recaffe.protos.blob import decode_varint, encode_varint as varint
+from recaffe.protos.errors import DataError
 from .image import AS_STORED, COLOR, GRAY, decode_image
 
 

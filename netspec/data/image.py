@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from protos.errors import DataError
+from recaffe.protos.errors import DataError
 
 COLOR, GRAY, AS_STORED = "color", "gray", "as_stored"
 _cv2 = None

@@ -17,7 +17,7 @@ import tempfile
 
 import lmdb
 
-from protos.errors import DataError
+from recaffe.protos.errors import DataError
 
 LEVELDB_HINT = ("LevelDB is not supported by recaffe; convert the database to LMDB "
                 "(e.g. convert_imageset --backend lmdb) and set data_param { backend: LMDB }")

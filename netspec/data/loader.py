@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from protos.errors import DataError
+from recaffe.protos.errors import DataError
 
 
 def default_workers():

@@ -4,8 +4,8 @@ The BlobProto codec is protos.io's (read_blobproto / write_blobproto); this modu
 """
 import numpy as np
 
-from protos.errors import DataError, RecaffeError
-from protos.io import read_blobproto, write_blobproto
+from recaffe.protos.errors import DataError, RecaffeError
+from recaffe.protos.io import read_blobproto, write_blobproto
 
 
 class MeanArray(np.ndarray):

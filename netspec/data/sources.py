@@ -9,7 +9,7 @@ never what the user meant. Blank lines are ignored.
 """
 import contextlib
 
-from protos.errors import DataError
+from recaffe.protos.errors import DataError
 from .datum import decode_value
 from .image import COLOR, GRAY, read_image
 from .lmdb_io import LMDBReader

@@ -17,7 +17,7 @@ workers (Caffe's own random stream cannot be reproduced: its distributions are, 
 import numpy as np
 import torch
 
-from protos.errors import DataError
+from recaffe.protos.errors import DataError
 from .image import COLOR, GRAY, cv2
 from .meanfile import read_mean
 

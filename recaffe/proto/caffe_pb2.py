@@ -2,6 +2,6 @@
 alias of protos.caffe_pb2, so both names refer to one module and one set of message classes."""
 import sys
 
-from protos import caffe_pb2 as _schema
+from recaffe.protos import caffe_pb2 as _schema
 
 sys.modules[__name__] = _schema

@@ -74,7 +74,7 @@ def inner_make(work):
 
 def host_write(work):
     sys.path.insert(0, ROOT)
-    from protos.io import read_blobproto, write_blobproto
+    from recaffe.protos.io import read_blobproto, write_blobproto
     arrays = dict(np.load(os.path.join(GOLDEN, "arrays.npz")))
     for name, arr in arrays.items():
         write_blobproto(arr, os.path.join(work, f"ours_{name}.binaryproto"))

@@ -65,8 +65,8 @@ def ours():
     import torch
     sys.path.insert(0, ROOT)
     sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from netspec import Net
-    from solver.solver import Solver
+    from recaffe.netspec import Net
+    from recaffe.solver.solver import Solver
     from test_solver_helpers import write_case
     torch.set_num_threads(1)   # as the tests run the tiny solver net
     shutil.rmtree(TMP, ignore_errors=True)

@@ -45,7 +45,7 @@ def set_blobs(layer_blobs, seed):
 def ours():
     import torch
     sys.path.insert(0, os.path.join(HERE, "..", ".."))
-    from netspec import Net
+    from recaffe.netspec import Net
     net = Net(PROTO, phase="TEST")
 
     def setter(p):

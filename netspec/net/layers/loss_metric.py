@@ -5,7 +5,7 @@ those of loss.py.
 """
 import torch
 
-from protos import caffe_pb2
+from recaffe.protos import caffe_pb2
 from .base import Layer, canonical_axis, count
 from .loss import LossBase, labels_as_int, with_caffe_grad
 from .registry import register

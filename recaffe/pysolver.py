@@ -5,7 +5,7 @@ build that update rule whatever the file says (as constructing caffe::SGDSolver 
 solver's nets are handed out as facade Nets (``solver.net``, ``solver.test_nets``), so
 ``solver.net.blobs['loss'].data`` and ``solver.net.copy_from(...)`` work as in pycaffe.
 """
-from protos.errors import SolverError
+from recaffe.protos.errors import SolverError
 from .net import Net
 
 
@@ -16,8 +16,8 @@ class _Solver:
     solver_type = None   # None: the file's type (get_solver)
 
     def __init__(self, solver_file):
-        from solver.netsetup import read_solver_param
-        from solver.solver import Solver
+        from recaffe.solver.netsetup import read_solver_param
+        from recaffe.solver.solver import Solver
         source = solver_file
         if self.solver_type is not None:
             param, _ = read_solver_param(solver_file)

@@ -10,8 +10,8 @@ the numbers are autograd's, bit for bit.
 import torch
 import torch.nn.functional as F
 
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 from .base import Layer, canonical_axis, count
 from .registry import register
 

@@ -13,12 +13,12 @@ import os
 import numpy as np
 import torch
 
-from protos import caffe_pb2
-from protos.errors import DataError
-from netspec.data.lmdb_io import LEVELDB_HINT
-from netspec.data.loader import BatchMaker, Feeder
-from netspec.data.sources import ImageListSource, LMDBSource
-from netspec.data.transformer import DataTransformer
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import DataError
+from recaffe.netspec.data.lmdb_io import LEVELDB_HINT
+from recaffe.netspec.data.loader import BatchMaker, Feeder
+from recaffe.netspec.data.sources import ImageListSource, LMDBSource
+from recaffe.netspec.data.transformer import DataTransformer
 from .base import Layer
 from .registry import register
 

@@ -12,7 +12,7 @@ import os
 import numpy as np
 import torch
 
-from protos import caffe_pb2
+from recaffe.protos import caffe_pb2
 from .base import Layer, canonical_axis, count
 from .registry import register
 

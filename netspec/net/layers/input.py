@@ -6,8 +6,8 @@ applied once at setup, other fillers refill the top on every forward, as Caffe d
 """
 import torch
 
-from netspec.fillers import fill
-from protos import caffe_pb2
+from recaffe.netspec.net.fillers import fill
+from recaffe.protos import caffe_pb2
 from .base import Layer
 from .registry import register
 

@@ -20,10 +20,10 @@ import contextlib
 import torch
 from torch import nn
 
-from protos import caffe_pb2
-from protos.errors import NetError
-from protos.io import read_net
-from . import netbuild, netfuse, netparams
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
+from recaffe.protos.io import read_net
+from . import build as netbuild, fuse as netfuse, params as netparams
 from .layers import layer_class
 from .layers.base import Layer
 
@@ -317,12 +317,12 @@ class Net(nn.Module):
     def load_weights(self, path):
         """Copy weights from a .caffemodel / .caffemodel.h5 / .pth file (by extension); returns the
         names of file layers this net lacks (ignored, as Caffe does)."""
-        from .weights import load_weights
+        from recaffe.netspec.weights import load_weights
         return load_weights(self, path)
 
     def save_weights(self, path, fmt=None):
         """Write the weights: by suffix (.pth/.pt, .h5/.hdf5, else .caffemodel) or ``fmt``."""
-        from .weights import save_weights
+        from recaffe.netspec.weights import save_weights
         save_weights(self, path, fmt)
 
     def extra_repr(self):

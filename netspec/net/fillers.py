@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from protos.errors import NetError
+from recaffe.protos.errors import NetError
 
 _VARIANCE_NORMS = {0: "FAN_IN", 1: "FAN_OUT", 2: "AVERAGE"}
 
@@ -152,7 +152,7 @@ def filler_types():
 def fill(tensor, filler_param=None):
     """Fill ``tensor`` in place as Caffe's GetFiller(filler_param)->Fill(blob) would; returns it."""
     if filler_param is None:
-        from protos import caffe_pb2
+        from recaffe.protos import caffe_pb2
         filler_param = caffe_pb2.FillerParameter()
     fn = _FILLERS.get(filler_param.type)
     if fn is None:

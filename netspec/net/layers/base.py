@@ -19,7 +19,7 @@ Class attributes describing top/bottom counts (None = unchecked), as Caffe's Exa
 import torch
 from torch import nn
 
-from protos.errors import NetError
+from recaffe.protos.errors import NetError
 
 
 class Layer(nn.Module):
@@ -64,7 +64,7 @@ class Layer(nn.Module):
         shape = tuple(int(d) for d in shape)
         data = torch.empty(shape, dtype=dtype) if Layer._skip_fill else torch.zeros(shape, dtype=dtype)
         if filler is not None and not Layer._skip_fill:
-            from netspec.fillers import fill
+            from recaffe.netspec.net.fillers import fill
             fill(data, filler)
         p = nn.Parameter(data)
         self.blobs.append(p)

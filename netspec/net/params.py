@@ -17,8 +17,8 @@ import re
 
 from torch import nn
 
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 
 _STRICT = caffe_pb2.ParamSpec.STRICT
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from protos import caffe_pb2
+from recaffe.protos import caffe_pb2
 from .base import Layer
 from .registry import register
 

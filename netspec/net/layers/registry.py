@@ -7,7 +7,7 @@ A layer family file registers each class once::
 
 Users add their own types with the same decorator (``from netspec import register_layer``).
 """
-from protos.errors import NetError
+from recaffe.protos.errors import NetError
 
 _REGISTRY = {}
 
@@ -49,7 +49,7 @@ def _load_builtin_families():
     for mod in ("input", "common", "neuron", "vision", "pooling", "linear", "normalization", "loss", "loss_metric",
                 "recurrent", "data", "window_data", "python"):
         try:
-            importlib.import_module(f"netspec.layers.{mod}")
+            importlib.import_module(f"recaffe.netspec.net.layers.{mod}")
         except ModuleNotFoundError as e:  # a family not written yet
-            if e.name != f"netspec.layers.{mod}":
+            if e.name != f"recaffe.netspec.net.layers.{mod}":
                 raise

@@ -10,7 +10,7 @@ layout as Caffe, so autograd's gradient is Caffe's.
 import torch
 import torch.nn.functional as F
 
-from protos import caffe_pb2
+from recaffe.protos import caffe_pb2
 from . import caffe_math as cm
 from .base import Layer, canonical_axis, count
 from .registry import register

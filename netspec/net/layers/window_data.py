@@ -37,8 +37,8 @@ import re
 import numpy as np
 import torch
 
-from protos.errors import DataError
-from ..data.image import COLOR, cv2, decode_hwc
+from recaffe.protos.errors import DataError
+from recaffe.netspec.data.image import COLOR, cv2, decode_hwc
 from .base import Layer
 from .registry import register
 
@@ -208,7 +208,7 @@ class WindowData(Layer):
         if tp.HasField("mean_file"):
             if len(tp.mean_value):
                 raise self.error("transform_param: give mean_file or mean_value, not both")
-            from netspec.data.meanfile import read_mean
+            from recaffe.netspec.data.meanfile import read_mean
             mean = read_mean(tp.mean_file)
             mc, mh, mw = mean.shape
             self.mean_off = (mw - self.crop) // 2

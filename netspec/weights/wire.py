@@ -8,17 +8,13 @@ packed float, shape 7, double_data 8); everything else is skipped. The packed ``
 
 Writing emits what Caffe's serializer emits for Net::ToProto (fields in field-number order): the net
 name, then each layer as its LayerParameter fields below ``blobs`` (7), the blobs (``data`` then
-``shape``), then the fields above 7. ``atomic_write`` is the one temporary-file-and-rename writer of the
-weights and solver-state files (.caffemodel, .pth, .h5, .solverstate) and of the DSL's prototxt files
-(protos.io keeps its own for the schema layer, with ProtoError only for an unusable folder).
+``shape``), then the fields above 7.
+Files are written through ``recaffe.protos.files.atomic_write``, the one atomic writer.
 """
-import os
-import tempfile
-
 import numpy as np
 
-from protos import caffe_pb2
-from protos.blob import decode_varint, encode_varint
+from recaffe.protos import caffe_pb2
+from recaffe.protos.blob import decode_varint, encode_varint
 
 
 class WireError(ValueError):
@@ -142,34 +138,6 @@ def read_caffemodel_layers(buf):
 
 
 # -- writing ---------------------------------------------------------------------------------------
-def atomic_write(path, write, error):
-    """``write(tmp)`` fills a temporary file beside ``path``, which then replaces ``path`` (readers never
-    see half a file). The file keeps the mode of the one it replaces, else gets what a plain open() would
-    give (not mkstemp's 0600). An OSError (missing folder, no permission, disk full) becomes one line of
-    ``error`` naming ``path``; with error None it propagates as it is."""
-    path = os.fspath(path)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
-                                   dir=os.path.dirname(os.path.abspath(path)))
-        os.close(fd)
-        write(tmp)
-        if os.path.exists(path):
-            mode = os.stat(path).st_mode & 0o777
-        else:
-            mask = os.umask(0)
-            os.umask(mask)
-            mode = 0o666 & ~mask
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError) and error is not None:
-            raise error(f"{path}: cannot write: {e.strerror or e}") from None
-        raise
-
-
 def _key(fn, wt):
     return encode_varint(fn << 3 | wt)
 

@@ -197,7 +197,7 @@ class Python(Layer):
         if not python_layers_allowed():
             raise self.error(f"refusing to run Python layer code ({self.where}): a Python layer executes "
                              f"arbitrary code; opt in with {ENV_VAR}=1 or "
-                             "netspec.layers.python.allow_python_layers(True)")
+                             "recaffe.netspec.net.layers.python.allow_python_layers(True)")
         if not pp.module or not pp.layer:
             raise self.error("python_param needs both 'module' and 'layer'")
         try:

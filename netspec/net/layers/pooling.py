@@ -21,8 +21,8 @@ kernels are not vectorised; the copy pays for itself several times over).
 import torch
 import torch.nn.functional as F
 
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 from . import caffe_math as cm
 from .base import Layer
 from .registry import register

@@ -23,8 +23,9 @@ import os
 import numpy as np
 import torch
 
-from protos.errors import WeightsError
-from . import weights_h5, wire
+from recaffe.protos.files import atomic_write
+from recaffe.protos.errors import WeightsError
+from . import h5 as weights_h5, wire
 
 
 def _format(path):
@@ -134,4 +135,4 @@ def save_weights(net, path, fmt=None):
             else:
                 wire.write_caffemodel(f, net.name, net.saved_params,
                                       [[p.detach() for p in l.blobs] for l in net.layers])
-    wire.atomic_write(path, write, WeightsError)
+    atomic_write(path, write, WeightsError)

@@ -8,8 +8,8 @@ src/caffe/util/insert_splits.cpp):
   ``Input`` layer named "input" placed first (util/upgrade_proto.cpp UpgradeNetInput),
 * ``insert_splits``: Split layers after every blob instance read more than once (InsertSplits).
 """
-from protos import caffe_pb2
-from protos.errors import NetError
+from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import NetError
 
 PHASES = {"TRAIN": caffe_pb2.TRAIN, "TEST": caffe_pb2.TEST}
 

@@ -26,9 +26,9 @@ import os
 import numpy as np
 import torch
 
-from protos.errors import WeightsError
-from .netparams import raw_blob
-from .wire import atomic_write
+from recaffe.protos.errors import WeightsError
+from recaffe.netspec.net.params import raw_blob
+from recaffe.protos.files import atomic_write
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
