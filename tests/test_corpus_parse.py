@@ -24,11 +24,11 @@ from recaffe.protos import io
 from recaffe.protos.errors import ProtoError
 from recaffe.protos.forks import ProtoWarning
 
-CORPUS = "/work/shared/corpus"
+from locations import CORPUS, corpus_skip_reason
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden", "upgrade")
 ROWS = [ln.split("\t") for ln in open(os.path.join(GOLDEN, "corpus.tsv")).read().splitlines()[1:]]
 
-pytestmark = pytest.mark.skipif(not os.path.isdir(CORPUS), reason=f"corpus folder {CORPUS} not present")
+pytestmark = pytest.mark.skipif(corpus_skip_reason() is not None, reason=str(corpus_skip_reason()))
 
 
 def _read(local, lenient=False):

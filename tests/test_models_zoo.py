@@ -8,7 +8,7 @@ Where read_net does not yet turn the legacy `input`/`input_dim` fields into an I
 does it on both sides as Caffe's UpgradeNetInput does (layer "input", one top per input), so the result does
 not depend on that. The three V1-format files (jimgoo AlexNet train_val/deploy, fish145 VGG16 train_val) are
 compared with their upgrade by real Caffe (tests/golden/zoo/, tests/oracle/make_zoo_goldens.py).
-Published files come from /work/shared/corpus; without it those comparisons are skipped (said so).
+Published files come from the corpus (tests/locations.py); without it those comparisons are skipped (said so).
 
 Quirks of published files reproduced through generator arguments (nothing is left unmatched): unnamed nets
 (places365, SqueezeNet), data paths/batch sizes/ImageData lists, jimgoo's swapped train/test lists and
@@ -29,7 +29,7 @@ from recaffe.tools import emit_zoo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden", "zoo")
-CORPUS = "/work/shared/corpus"
+from locations import CORPUS, corpus_skip_reason
 
 
 @functools.lru_cache(maxsize=None)
@@ -60,8 +60,8 @@ def _as_caffe_reads(net):
 def _reference(rel):
     if rel.startswith("golden:"):
         return os.path.join(GOLDEN, rel[len("golden:"):])
-    if not os.path.isdir(CORPUS):
-        pytest.skip(f"published corpus {CORPUS} not available on this machine")
+    if corpus_skip_reason():
+        pytest.skip(corpus_skip_reason())
     return os.path.join(CORPUS, rel)
 
 
