@@ -151,7 +151,8 @@ class FlagParser:
                  f"usage: {self.format_usage()}", ""]
         if any(p.help for p in self.positionals):
             lines.append("  Arguments:")
-            lines += [f"    {p.metavar}  {p.help}" for p in self.positionals]
+            width = max(len(p.metavar) for p in self.positionals)
+            lines += [f"    {p.metavar:<{width}}  {p.help}".rstrip() for p in self.positionals]
             lines.append("")
         lines.append("  Flags:")
         lines += [f.describe() for n, f in sorted(self.flags.items()) if n not in self.hidden]
