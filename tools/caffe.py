@@ -20,6 +20,7 @@ import sys
 from recaffe.tools._cli import Flag, FlagParser, UsageError, run, tool_name
 
 _ALL = "train test time device_query"
+SIGNAL_EFFECTS = ("stop", "snapshot", "none")       # tools/caffe.cpp GetRequestedAction
 FLAGS = [  # (verbs, Flag(name, type, default, description))
     ("train", Flag("solver", str, "", "The solver definition protocol buffer text file.")),
     ("test time", Flag("model", str, "", "The model definition protocol buffer text file.")),
@@ -67,8 +68,8 @@ def verb_flags(verb):
 
 def parser(verb, prog):
     """The verb's FlagParser: its own flags listed, every other flag of the table accepted."""
-    desc, usage = VERBS[verb]
-    p = FlagParser(prog, f"{desc} (Caffe's `caffe {verb}`)", usage=f"{prog} {usage}")
+    desc, line = VERBS[verb]
+    p = FlagParser(prog, f"{desc} (Caffe's `caffe {verb}`)", usage=f"{prog} {line}")
     own = verb_flags(verb)
     for f in own.values():
         p.add(f)
@@ -102,8 +103,8 @@ def parse(argv, verb=None, prog=None):
     for name in sorted(p.given - set(verb_flags(verb)) - {"debug"}):
         warn(f"-{name} is not used by '{verb}'; ignored", "caffe.cpp:0")
     for k in ("sigint_effect", "sighup_effect"):
-        if flags[k] not in ("stop", "snapshot", "none"):
-            raise UsageError(f"-{k}: '{flags[k]}'; valid: stop, snapshot, none")
+        if flags[k] not in SIGNAL_EFFECTS:
+            raise UsageError(f"-{k}: '{flags[k]}'; valid: {', '.join(SIGNAL_EFFECTS)}")
     return verb, flags
 
 

@@ -1,7 +1,7 @@
 """``caffe time`` as its own tool (benchmark model execution time): ``tools/time [flags]``, ``recaffe-time``,
 ``python -m recaffe.tools.time``; ``tools/time -help`` lists the flags (tools/caffe.py; the verb: tools/verbs.py).
-Run as a module or through tools/time: ``python tools/time.py`` would put tools/ first on sys.path, where this
-file shadows the standard library's ``time``.
+Run it through tools/time or as a module: ``python tools/time.py`` puts tools/ first on sys.path, where this file
+shadows the standard library's ``time`` (on Pythons that do not build ``time`` in) and caffe.py shadows ``caffe``.
 """
 from recaffe.tools import caffe as _caffe
 

@@ -10,8 +10,6 @@ import torch
 from recaffe.protos.errors import SolverError
 from recaffe.solver.log import log, num, warn
 
-SIGNAL_EFFECTS = ("stop", "snapshot", "none")
-
 
 def stages(flags):
     return tuple(s for s in flags["stage"].split(",") if s)
