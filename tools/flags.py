@@ -137,6 +137,9 @@ class FlagParser:
         return self.add(Flag(name, type, default, help, required))
 
     def add_argument(self, name, nargs=None, metavar=None, help=None):
+        """A positional argument (flags are declared with add_flag: there is one flag parser)."""
+        if name.startswith("-"):
+            raise ValueError(f"add_argument({name!r}): flags are declared with add_flag(name, default, type, help)")
         self.positionals.append(_Positional(name, nargs, metavar, help))
 
     # -- help --------------------------------------------------------------------------------------
