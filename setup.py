@@ -30,11 +30,12 @@ setup(
         "test": ["pytest"],
     },
     entry_points={
+        # every entry is the tool module's cli(): its error boundary (tools/_cli.py); tools/<name> runs the same
         "console_scripts": [
-            "recaffe=recaffe.tools.caffe:main",
-            "recaffe-train=recaffe.tools.train:main",
-            "recaffe-test=recaffe.tools.test:main",
-            "recaffe-time=recaffe.tools.time:main",
+            "recaffe=recaffe.tools.caffe:cli",
+            "recaffe-train=recaffe.tools.train:cli",
+            "recaffe-test=recaffe.tools.test:cli",
+            "recaffe-time=recaffe.tools.time:cli",
             "recaffe-convert-imageset=recaffe.tools.convert_imageset:cli",
             "recaffe-compute-image-mean=recaffe.tools.compute_image_mean:cli",
             "recaffe-classify=recaffe.tools.classify:cli",
@@ -43,8 +44,8 @@ setup(
             "recaffe-upgrade-net-proto-text=recaffe.tools.upgrade_net_proto_text:cli",
             "recaffe-upgrade-solver-proto-text=recaffe.tools.upgrade_solver_proto_text:cli",
             "recaffe-plot-training-log=recaffe.tools.plot_training_log:cli",
-            "recaffe-pycaffe=recaffe.tools.pycaffe:main",
-            "recaffe-demo=recaffe.tools.demo:main",
+            "recaffe-pycaffe=recaffe.tools.pycaffe:cli",
+            "recaffe-demo=recaffe.tools.demo:cli",
         ],
     },
 )

@@ -10,14 +10,10 @@ encoded by OpenCV as in Caffe, so the datums are Caffe's byte for byte (--exact_
 that when resizing was approximate, is still accepted and changes nothing). The database is built
 next to DB_NAME and renamed into place when complete.
 """
-import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from recaffe.netspec.data.convert import convert_imageset, tune_malloc  # noqa: E402
-from recaffe.tools._cli import FlagParser, run  # noqa: E402
+from recaffe.netspec.data.convert import convert_imageset, tune_malloc
+from recaffe.tools._cli import FlagParser, run
 
 
 def parser():
@@ -58,9 +54,9 @@ def main(argv=None):
     return 0
 
 
-def cli():
-    """Console entry point (setup.py): one-line errors, exit status 2."""
-    run(main, "convert_imageset")
+def cli(argv=None):
+    """Entry point (tools/convert_imageset, console script): through the error boundary (tools/_cli.py)."""
+    return run(main, "convert_imageset", argv)
 
 
 if __name__ == "__main__":

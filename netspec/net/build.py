@@ -1,11 +1,10 @@
 """NetParameter-level steps of Caffe's Net::Init, before any layer is built (src/caffe/net.cpp,
-src/caffe/util/insert_splits.cpp):
+src/caffe/util/insert_splits.cpp). Legacy nets (V0/V1, input/input_dim/input_shape...) arrive upgraded by
+protos.io.read_net (protos/upgrade.py), the one upgrade path:
 
 * ``make_state``: the NetState of a net built for a phase/level/stages (Net(file, phase, level, stages)
   overwrites phase and level and appends the stages to the file's own state),
 * ``state_meets_rule`` / ``filter_net``: include/exclude selection (Net::StateMeetsRule, Net::FilterNet),
-* ``upgrade_input_fields``: the deprecated top-level ``input``/``input_dim``/``input_shape`` become an
-  ``Input`` layer named "input" placed first (util/upgrade_proto.cpp UpgradeNetInput),
 * ``insert_splits``: Split layers after every blob instance read more than once (InsertSplits).
 """
 from recaffe.protos import caffe_pb2
@@ -72,35 +71,6 @@ def filter_net(net_param, state):
         if layer_included(state, lp):
             out.layer.add().CopyFrom(lp)
     return out
-
-
-def upgrade_input_fields(net_param):
-    """Move deprecated top-level input fields into an Input layer named "input" (in place)."""
-    if not net_param.input:
-        return net_param
-    names = list(net_param.input)
-    if net_param.input_shape:
-        if len(net_param.input_shape) != len(names):
-            raise NetError(f"net has {len(names)} input(s) but {len(net_param.input_shape)} input_shape(s)")
-        shapes = [list(s.dim) for s in net_param.input_shape]
-    elif net_param.input_dim:
-        if len(net_param.input_dim) != 4 * len(names):
-            raise NetError(f"net has {len(names)} input(s): needs {4 * len(names)} input_dim values, "
-                           f"got {len(net_param.input_dim)}")
-        dims = list(net_param.input_dim)
-        shapes = [dims[4 * i:4 * i + 4] for i in range(len(names))]
-    else:
-        raise NetError("net lists 'input' blobs without input_shape or input_dim")
-    lp = caffe_pb2.LayerParameter(name="input", type="Input", top=names)
-    for s in shapes:
-        lp.input_param.shape.add().dim.extend(s)
-    rest = [caffe_pb2.LayerParameter.FromString(x.SerializeToString()) for x in net_param.layer]
-    del net_param.layer[:]
-    net_param.layer.extend([lp] + rest)
-    net_param.ClearField("input")
-    net_param.ClearField("input_shape")
-    net_param.ClearField("input_dim")
-    return net_param
 
 
 def split_layer_name(layer_name, blob_name, top_index):

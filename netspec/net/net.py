@@ -48,10 +48,7 @@ class Net(nn.Module):
     def __init__(self, source, phase="TEST", weights=None, stages=(), level=0, lenient=False):
         super().__init__()
         param = caffe_pb2.NetParameter()
-        param.CopyFrom(read_net(source, lenient=lenient))
-        if len(param.layers):
-            raise NetError(f"net '{param.name}': V1 'layers' entries must be upgraded first (protos.io.read_net)")
-        netbuild.upgrade_input_fields(param)
+        param.CopyFrom(read_net(source, lenient=lenient))   # upgraded: V2 layers, inputs as an Input layer
         self.state = netbuild.make_state(param, phase, level, stages)
         self.phase = netbuild.phase_name(self.state.phase)
         self.name = param.name
