@@ -274,6 +274,7 @@ class Net(nn.Module):
                 raise NetError(f"layer '{old.name}' ({old.type}): bottom shapes {list(key)} need blob shapes "
                                f"{want}, the net's blobs are {have} (a net's parameters fix some input sizes)")
             layer.blobs = old.blobs
+            layer._fillers_applied = True    # the net's blobs: filled once, never again
             layer.train(old.training)
             s.variants[key] = layer
         self.layers[k] = s.layer = layer
