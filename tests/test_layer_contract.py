@@ -107,3 +107,20 @@ def test_reshape_rebuild_keeps_blobs_and_draws_nothing():
     assert all(torch.equal(p.detach(), v) for p, v in zip(net.layer("c").blobs, values))
     want = torch.nn.functional.conv2d(torch.ones(1, 2, 7, 6), values[0], values[1])
     assert torch.allclose(y, want, atol=1e-5)
+
+
+def test_rebuilt_layer_holds_the_same_blobs():
+    from recaffe.netspec.net.layers import layer_class
+    lp = caffe_pb2.LayerParameter(name="ip", type="InnerProduct", bottom=["x"], top=["y"])
+    lp.inner_product_param.num_output = 3
+    lp.inner_product_param.weight_filler.type = "gaussian"
+    layer = layer_class("InnerProduct")(lp, [(2, 4)]).apply_fillers()
+    state = torch.get_rng_state()
+    other = layer.rebuilt([(5, 4)])
+    assert torch.equal(torch.get_rng_state(), state)
+    assert other.top_shapes == [(5, 3)] and all(a is b for a, b in zip(other.blobs, layer.blobs))
+    kept = layer.blobs[0].detach().clone()
+    other.apply_fillers()                               # shared, already filled blobs: no refill
+    assert torch.equal(other.blobs[0].detach(), kept)
+    wider = layer.rebuilt([(2, 6)])                     # K changes: a blob of the new shape, not the net's
+    assert tuple(wider.blobs[0].shape) == (3, 6) and wider.blobs[1] is layer.blobs[1]

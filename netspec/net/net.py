@@ -261,21 +261,19 @@ class Net(nn.Module):
 
     def _reshaped(self, k, key):
         """The layer of step k set up for bottom shapes ``key`` (Caffe's Reshape before Forward): the
-        layer is built again for these shapes (no fillers applied) and handed the existing blobs;
-        variants are cached."""
+        layer is built again for these shapes holding the existing blobs (Layer.rebuilt: nothing
+        allocated or filled); variants are cached."""
         s = self._steps[k]
         layer = s.variants.get(key)
         if layer is None:
             old = s.layer
-            layer = type(old)(old.lp, list(key), old.phase)
+            layer = old.rebuilt(list(key))
             want = [tuple(p.shape) for p in layer.blobs]
             have = [tuple(p.shape) for p in old.blobs]
             if want != have:
                 raise NetError(f"layer '{old.name}' ({old.type}): bottom shapes {list(key)} need blob shapes "
                                f"{want}, the net's blobs are {have} (a net's parameters fix some input sizes)")
             layer.blobs = old.blobs
-            layer._fillers_applied = True    # the net's blobs: filled once, never again
-            layer.train(old.training)
             s.variants[key] = layer
         self.layers[k] = s.layer = layer
         s.key = key

@@ -33,9 +33,10 @@ Construction (``Layer.__init__``, never overridden by built-in layers):
 * declares the learnable blobs, in Caffe's order, with ``self.add_blob(shape, filler)``. The blob is
   allocated (zeros) and its filler (a FillerParameter, or None: stays zero) recorded in
   ``self.blob_fillers``; the Net applies the fillers once, right after the layer is built
-  (``apply_fillers()``), so a rebuild for new bottom shapes (Caffe's Reshape, see
-  ``dynamic_shapes``) never refills and the random stream is consumed in layer/blob order, as
-  Caffe's Net::Init does. A layer built on its own (outside a Net) calls ``apply_fillers()`` itself;
+  (``apply_fillers()``), so the random stream is consumed in layer/blob order, as Caffe's
+  Net::Init does. A rebuild for new bottom shapes (``rebuilt``, Caffe's Reshape; see
+  ``dynamic_shapes``) runs setup again but ``add_blob`` hands back the existing blobs: nothing is
+  allocated or refilled. A layer built on its own (outside a Net) calls ``apply_fillers()`` itself;
 * sets ``self.top_shapes``: one shape tuple per top (a loss top has shape ``()``).
 
 A subclass of another layer class calls ``super().setup(p)`` first (NeuronLayer, LossBase do the
@@ -156,12 +157,33 @@ class Layer(nn.Module):
 
     def add_blob(self, shape, filler=None, dtype=torch.float32):
         """Append a blob of ``shape`` (zeros) whose filler (a FillerParameter, or None: stays zero) is
-        applied by ``apply_fillers``. Returns the parameter."""
+        applied by ``apply_fillers``. Returns the parameter. In a rebuild (``rebuilt``) the original
+        layer's blob of that index and shape is taken instead: nothing is allocated or filled."""
         shape = tuple(int(d) for d in shape)
-        p = nn.Parameter(torch.zeros(shape, dtype=dtype))
+        src, i = self.__dict__.get("_blob_source"), len(self.blobs)
+        if src is not None and i < len(src.blobs) and tuple(src.blobs[i].shape) == shape \
+                and src.blobs[i].dtype == dtype:
+            p = src.blobs[i]
+        else:
+            p = nn.Parameter(torch.zeros(shape, dtype=dtype))
         self.blobs.append(p)
         self.blob_fillers.append(filler)
         return p
+
+    def rebuilt(self, bottom_shapes):
+        """A new layer of this class and LayerParameter set up for other bottom shapes (Caffe's Reshape
+        before Forward), holding this layer's blobs where their shapes agree: no allocation, no
+        fillers (its ``apply_fillers`` does nothing). The caller checks the blob shapes."""
+        cls = type(self)
+        new = cls.__new__(cls)
+        object.__setattr__(new, "_blob_source", self)   # read by add_blob during __init__/setup
+        try:
+            cls.__init__(new, self.lp, bottom_shapes, self.phase)
+        finally:
+            new.__dict__.pop("_blob_source", None)
+        new._fillers_applied = True
+        new.train(self.training)
+        return new
 
     def apply_fillers(self):
         """Fill the blobs from their recorded fillers, in blob order, once (later calls do nothing).
