@@ -64,7 +64,7 @@ def test_max_pool_mask_is_first_max_in_row_major_order():
 def build(text, shapes, phase="TEST"):
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(text, lp)
-    return layer_class(lp.type, lp.name)(lp, shapes, phase)
+    return layer_class(lp.type, lp.name)(lp, shapes, phase).apply_fillers()
 
 
 def stochastic_reference(x, k, s):

@@ -11,9 +11,17 @@ import torch
 import torch.nn.functional as F
 
 from .layers import caffe_math as cm
-from .layers.linear import onednn_linear, onednn_linear_ok
+from .layers.linear import InnerProduct, Scale, onednn_linear, onednn_linear_ok
+from .layers.neuron import ReLU
+from .layers.normalization import BatchNorm
+from .layers.vision import Convolution
 
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+
+
+def _is(step, cls):
+    """Whether the step's layer is exactly the built-in ``cls`` (not a subclass, whose forward may differ)."""
+    return type(step.layer) is cls
 
 
 def plan(net):
@@ -23,7 +31,7 @@ def plan(net):
     for k in range(len(steps) - 1):
         bn, sc = steps[k], steps[k + 1]
         steps[k].fuse = (
-            net.layer_types[k] == "BatchNorm" and net.layer_types[k + 1] == "Scale"
+            _is(bn, BatchNorm) and _is(sc, Scale)
             and getattr(bn.layer, "use_global", False) and len(bn.layer.blobs) == 3
             and len(bn.tops) == 1 and not bn.loss and not bn.detach
             and sc.bottoms == bn.tops and sc.tops == sc.bottoms and not sc.loss and not sc.detach
@@ -64,26 +72,26 @@ def _inplace_on(step, name):
 def plan_chains(net):
     """Set step.chain = number of steps the fused call covers (>= 1) on eligible Convolution /
     InnerProduct steps, else 0."""
-    steps, types = net._steps, net.layer_types
+    steps = net._steps
     for k, s in enumerate(steps):
         s.chain = 0
         lay = s.layer
         if len(s.bottoms) != 1 or len(s.tops) != 1 or s.loss or s.detach:
             continue
-        if types[k] == "Convolution":
+        if _is(s, Convolution):
             g = lay.geo
             if g.n_sp != 2 or g.axis != 1 or len(g.outer) != 1 or any(lay.extra):
                 continue
-        elif types[k] == "InnerProduct":
+        elif _is(s, InnerProduct):
             if lay.transpose:
                 continue
         else:
             continue
         name, j = s.tops[0], k + 1
-        if (types[k] == "Convolution" and j + 1 < len(steps) and steps[j].fuse
+        if (_is(s, Convolution) and j + 1 < len(steps) and steps[j].fuse
                 and _inplace_on(steps[j], name) and _inplace_on(steps[j + 1], name)):
             j += 2
-        if (j < len(steps) and types[j] == "ReLU" and _inplace_on(steps[j], name)
+        if (j < len(steps) and _is(steps[j], ReLU) and _inplace_on(steps[j], name)
                 and steps[j].layer.negative_slope == 0.0):
             j += 1
         s.chain = j - k
@@ -95,7 +103,7 @@ def chain_ready(net, k, x):
     if not _ONEDNN or x.device.type != "cpu" or x.dtype != torch.float32 \
             or (s.key is not None and s.key[0] != tuple(x.shape)):
         return False
-    if net.layer_types[k] == "InnerProduct" and not onednn_linear_ok(x, s.layer.blobs[0]):
+    if _is(s, InnerProduct) and not onednn_linear_ok(x, s.layer.blobs[0]):
         return False
     if not torch.is_grad_enabled() or s.grad_free:
         return True
@@ -109,13 +117,13 @@ def run_chain(net, k, x):
     steps = net._steps
     s = steps[k]
     lay = s.layer
-    attr = "relu" if net.layer_types[k + s.chain - 1] == "ReLU" else "none"
+    attr = "relu" if _is(steps[k + s.chain - 1], ReLU) else "none"
     with torch.no_grad():
-        if net.layer_types[k] == "InnerProduct":   # the plain weight: no cached copy of big fc weights
+        if _is(s, InnerProduct):   # the plain weight: no cached copy of big fc weights
             b = lay.blobs[1].detach() if lay.bias_term else None
             return onednn_linear(x.reshape(-1, lay.K), lay.blobs[0].detach(), b, attr).reshape(lay.top_shapes[0])
         bn = sc = None
-        if s.chain >= 3 and net.layer_types[k + 1] == "BatchNorm":
+        if s.chain >= 3 and _is(steps[k + 1], BatchNorm):
             bn, sc = steps[k + 1].layer, steps[k + 2].layer
         sources = list(lay.blobs) + (list(bn.blobs) + list(sc.blobs) if bn is not None else [])
         key = (tuple((t._version, t.data_ptr()) for t in sources), tuple(x.shape))
@@ -161,10 +169,10 @@ _OUTPUT_FREE_BACKWARD = frozenset(("ConvolutionBackward0", "MkldnnConvolutionBac
 
 
 def plan_inplace_relu(net):
-    steps, types = net._steps, net.layer_types
+    steps = net._steps
     for k, s in enumerate(steps):
         s.relu_inplace = (
-            k > 0 and types[k] == "ReLU" and s.layer.negative_slope == 0.0 and len(s.bottoms) == 1
+            k > 0 and _is(s, ReLU) and s.layer.negative_slope == 0.0 and len(s.bottoms) == 1
             and s.tops == s.bottoms and not s.loss and not s.detach and s.bottoms[0] in steps[k - 1].tops)
 
 

@@ -28,17 +28,15 @@ from .layers import layer_class
 from .layers.base import Layer
 
 AUTO_TOP = "(automatic)"
-#: layer types whose forward copes with new bottom shapes by itself (user Python layers reshape in forward)
-_DYNAMIC_TYPES = {"Python"}
 
 
 class _ImplicitSplit(Layer):
     """The Split layer InsertSplits adds: every top is the bottom (autograd sums the gradients)."""
     dynamic_shapes = True
+    param_field = ""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        self.top_shapes = [self.bottom_shapes[0]] * len(lp.top)
+    def setup(self, p):
+        self.top_shapes = [self.bottom_shapes[0]] * len(self.lp.top)
 
     def forward(self, x):
         return [x] * len(self.lp.top)
@@ -87,7 +85,7 @@ class Net(nn.Module):
             if not lp.HasField("phase"):
                 lp.phase = self.state.phase
             lphase = netbuild.phase_name(lp.phase)
-            if lp.type == "Split" and lp.name in self._inserted_splits:
+            if lp.name in self._inserted_splits:
                 cls = _ImplicitSplit
             else:
                 cls = layer_class(lp.type, lp.name)
@@ -99,6 +97,7 @@ class Net(nn.Module):
                 build_lp = _copy(lp)
                 build_lp.top.append(AUTO_TOP)
             layer = cls(build_lp, [shapes[b] for b in lp.bottom], lphase)
+            layer.apply_fillers()    # right after the layer is built: Caffe's random stream order
             tops = list(build_lp.top)
             if len(layer.top_shapes) != len(tops):
                 raise NetError(f"layer '{lp.name}' ({lp.type}): computed {len(layer.top_shapes)} top shape(s) "
@@ -259,23 +258,19 @@ class Net(nn.Module):
 
     def _reshaped(self, k, key):
         """The layer of step k set up for bottom shapes ``key`` (Caffe's Reshape before Forward): the
-        layer's setup is re-run without fillers and handed the existing blobs; variants are cached."""
+        layer is built again for these shapes holding the existing blobs (Layer.rebuilt: nothing
+        allocated or filled); variants are cached."""
         s = self._steps[k]
         layer = s.variants.get(key)
         if layer is None:
             old = s.layer
-            Layer._skip_fill = True
-            try:
-                layer = type(old)(old.lp, list(key), old.phase)
-            finally:
-                Layer._skip_fill = False
+            layer = old.rebuilt(list(key))
             want = [tuple(p.shape) for p in layer.blobs]
             have = [tuple(p.shape) for p in old.blobs]
             if want != have:
                 raise NetError(f"layer '{old.name}' ({old.type}): bottom shapes {list(key)} need blob shapes "
                                f"{want}, the net's blobs are {have} (a net's parameters fix some input sizes)")
             layer.blobs = old.blobs
-            layer.train(old.training)
             s.variants[key] = layer
         self.layers[k] = s.layer = layer
         s.key = key
@@ -337,7 +332,7 @@ class _Step:
         self.layer, self.bottoms, self.tops, self.loss, self.detach = layer, bottoms, tops, loss, detach
         self.source = not bottoms and getattr(layer, "is_data", False)
         self.feeds = self.source and getattr(layer, "feeds_inputs", False)
-        dynamic = getattr(layer, "dynamic_shapes", False) or layer.type in _DYNAMIC_TYPES or not bottoms
+        dynamic = getattr(layer, "dynamic_shapes", False) or not bottoms
         #: the bottom shapes the layer is set up for (None: it handles any shapes itself)
         self.key = None if dynamic else tuple(tuple(b) for b in layer.bottom_shapes)
         self.variants = {self.key: layer}

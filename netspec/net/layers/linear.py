@@ -26,10 +26,13 @@ class InnerProduct(Layer):
     W (num_output, K), or (K, num_output) with ``transpose``."""
     exact_bottoms = 1
     exact_tops = 1
+    classifier = True
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.inner_product_param
+    @classmethod
+    def blob_count(cls, lp):
+        return 1 + bool(lp.inner_product_param.bias_term)
+
+    def setup(self, p):
         shape = self.bottom_shapes[0]
         self.axis = canonical_axis(self, p.axis, len(shape))
         if p.num_output <= 0:
@@ -123,9 +126,11 @@ class Embed(Layer):
     exact_bottoms = 1
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.embed_param
+    @classmethod
+    def blob_count(cls, lp):
+        return 1 + bool(lp.embed_param.bias_term)
+
+    def setup(self, p):
         if p.num_output <= 0 or p.input_dim <= 0:
             raise self.error(f"embed_param.num_output ({p.num_output}) and input_dim ({p.input_dim}) must be > 0")
         self.input_dim, self.bias_term = p.input_dim, p.bias_term
@@ -184,9 +189,11 @@ class Scale(Layer):
     max_bottoms = 2
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.scale_param
+    @classmethod
+    def blob_count(cls, lp):
+        return (len(lp.bottom) == 1) + bool(lp.scale_param.bias_term)
+
+    def setup(self, p):
         param_shape, self.axis, operand = _broadcast_setup(self, p, self.bottom_shapes, "scale")
         if param_shape is not None:
             self.add_blob(param_shape, p.filler if p.HasField("filler") else _constant(1.0))
@@ -214,9 +221,11 @@ class Bias(Layer):
     max_bottoms = 2
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.bias_param
+    @classmethod
+    def blob_count(cls, lp):
+        return int(len(lp.bottom) == 1)
+
+    def setup(self, p):
         param_shape, self.axis, _ = _broadcast_setup(self, p, self.bottom_shapes, "bias")
         if param_shape is not None:
             self.add_blob(param_shape, p.filler)
@@ -234,9 +243,12 @@ class Parameter(Layer):
     exact_bottoms = 0
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        shape = tuple(lp.parameter_param.shape.dim)
+    @classmethod
+    def blob_count(cls, lp):
+        return 1
+
+    def setup(self, p):
+        shape = tuple(p.shape.dim)
         self.add_blob(shape)
         self.top_shapes = [shape]
 

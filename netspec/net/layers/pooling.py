@@ -67,9 +67,8 @@ class Pooling(Layer):
     min_tops = 1
     max_tops = 2
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.pooling_param
+    def setup(self, p):
+        lp = self.lp
         self.pool = p.pool
         if len(lp.top) == 2 and p.pool != _PP.MAX:
             raise self.error("a second (mask) top is only produced by MAX pooling")
@@ -207,9 +206,8 @@ class SPP(Layer):
     exact_bottoms = 1
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.spp_param
+    def setup(self, p):
+        lp = self.lp
         shape = self.bottom_shapes[0]
         if len(shape) != 4:
             raise self.error(f"bottom must have 4 axes (num, channels, height, width), got {shape}")
@@ -224,7 +222,7 @@ class SPP(Layer):
             pp.pool = p.pool
             pp.kernel_h, pp.kernel_w, pp.stride_h, pp.stride_w, pp.pad_h, pp.pad_w = k + s + pd
             try:
-                self.levels.append(Pooling(sub, [shape], phase))
+                self.levels.append(Pooling(sub, [shape], self.phase))
             except NetError as e:
                 raise self.error(f"pyramid level {level} of a {shape[2]}x{shape[3]} bottom: {e}") from None
         if p.pyramid_height == 1:

@@ -168,10 +168,13 @@ class _BaseConv(Layer):
     min_tops = 1
     equal_bottom_top = True
     reverse = False
+    param_field = "convolution_param"
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.convolution_param
+    @classmethod
+    def blob_count(cls, lp):
+        return 1 + bool(lp.convolution_param.bias_term)
+
+    def setup(self, p):
         _check_same_bottoms(self)
         g = self.geo = _ConvGeometry(self, p, self.bottom_shapes[0])
         if p.num_output <= 0:
@@ -189,7 +192,7 @@ class _BaseConv(Layer):
             raise self.error(f"output spatial size {tuple(out)} is not positive for bottom "
                              f"{self.bottom_shapes[0]} (kernel {g.kernel}, stride {g.stride}, pad {g.pad}, "
                              f"dilation {g.dilation})")
-        self.top_shapes = [g.outer + (p.num_output,) + tuple(out)] * len(lp.top)
+        self.top_shapes = [g.outer + (p.num_output,) + tuple(out)] * len(self.lp.top)
 
     def forward(self, *xs):
         bias = self.blobs[1] if self.bias_term else None
@@ -203,6 +206,7 @@ class _BaseConv(Layer):
 @register("Convolution")
 class Convolution(_BaseConv):
     """y = conv(x, W) + b (conv_layer.cpp); W (num_output, C/group, *kernel)."""
+    classifier = True
 
     def out_spatial(self):
         g = self.geo
@@ -249,10 +253,10 @@ class Im2col(Layer):
     (channel, kernel row, kernel column) order, as torch's unfold. 2-D only here."""
     exact_bottoms = 1
     exact_tops = 1
+    param_field = "convolution_param"
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        g = self.geo = _ConvGeometry(self, lp.convolution_param, self.bottom_shapes[0])
+    def setup(self, p):
+        g = self.geo = _ConvGeometry(self, p, self.bottom_shapes[0])
         if g.n_sp != 2:
             raise self.error(f"is implemented for 2 spatial axes, bottom {self.bottom_shapes[0]} has {g.n_sp}")
         out = [cm.conv_out_size(*a) for a in zip(g.spatial, g.kernel, g.pad, g.stride, g.dilation)]
@@ -276,9 +280,7 @@ class LRN(Layer):
     exact_bottoms = 1
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.lrn_param
+    def setup(self, p):
         if p.local_size % 2 == 0:
             raise self.error(f"local_size must be odd, got {p.local_size}")
         if len(self.bottom_shapes[0]) != 4:
@@ -381,9 +383,7 @@ class Crop(Layer):
     exact_bottoms = 2
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.crop_param
+    def setup(self, p):
         data, ref = self.bottom_shapes
         nd = len(data)
         start = canonical_axis(self, p.axis, nd)
