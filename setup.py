@@ -14,7 +14,8 @@ setup(
     packages=["recaffe", "recaffe.proto"] + [
         f"recaffe.{top}" + (f".{sub}" if sub else "") for top in _FOLDERS for sub in [""] + find_packages(top)],
     package_dir={"recaffe": "recaffe", **{"recaffe." + top: top for top in _FOLDERS}},
-    package_data={"recaffe.protos": ["caffe.proto"], "recaffe.models": ["zoo/*/*"]},
+    package_data={"recaffe.protos": ["caffe.proto"], "recaffe.protos.forkschema": ["*.proto"],
+                  "recaffe.models": ["zoo/*/*"]},
     install_requires=[
         "torch==2.13.0",
         "numpy",
