@@ -47,7 +47,9 @@ def _load_builtin_families():
     _loaded = True
     import importlib
     for mod in ("input", "common", "neuron", "vision", "pooling", "linear", "normalization", "loss", "loss_metric",
-                "recurrent", "data", "window_data", "python"):
+                "recurrent", "data", "window_data", "python",
+                # fork families (protos/forkschema): SSD, mobile nets, SegNet, PSPNet, Fast/Faster R-CNN, SENet
+                "ssd", "ssd_detection", "mobilenet", "segnet", "pspnet", "rcnn", "senet"):
         try:
             importlib.import_module(f"recaffe.netspec.net.layers.{mod}")
         except ModuleNotFoundError as e:  # a family not written yet
