@@ -29,6 +29,7 @@ setup(
     extras_require={
         "dev": ["pytest", "grpcio-tools"],
         "test": ["pytest"],
+        "leveldb": ["plyvel"],          # Data layers and convert_imageset --backend leveldb
     },
     entry_points={
         "console_scripts": [
