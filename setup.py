@@ -40,6 +40,7 @@ setup(
             "recaffe-convert-imageset=recaffe.tools.convert_imageset:cli",
             "recaffe-compute-image-mean=recaffe.tools.compute_image_mean:cli",
             "recaffe-classify=recaffe.tools.classify:cli",
+            "recaffe-detect=recaffe.tools.detect:cli",
             "recaffe-draw-net=recaffe.tools.draw_net:cli",
             "recaffe-deploy-from-train-val=recaffe.tools.deploy_from_train_val:cli",
             "recaffe-upgrade-net-proto-text=recaffe.tools.upgrade_net_proto_text:cli",

@@ -39,6 +39,35 @@ def seed_weights(net, seed=0):
     return net
 
 
+def temper_ssd_confidences(net, factor=0.3):
+    """Scale the SSD confidence heads (layers named *_mbox_conf) so that random weights give softmax
+    scores well apart (saturated scores tie at float precision, and any two implementations may then
+    order them differently)."""
+    with torch.no_grad():
+        for name, layer in zip(net.layer_names, net.layers):
+            if name.endswith("_mbox_conf"):
+                for b in layer.blobs:
+                    b.mul_(factor)
+    return net
+
+
+def align_ties(ours, ref, tie=2e-6):
+    """``ref`` detection rows [image, label, score, box...] reordered, within runs of scores closer than
+    ``tie`` (near-equal scores that two implementations may order either way), to follow ``ours``
+    (both sorted by score); other rows stay where they are."""
+    ref = np.asarray(ref)
+    out, start = ref.copy(), 0
+    for i in range(1, len(ref) + 1):
+        if i == len(ref) or abs(ref[i, 2] - ref[i - 1, 2]) >= tie:
+            rows = list(range(start, i))
+            for j in range(start, i):
+                k = min(rows, key=lambda g: np.abs(ref[g] - ours[j]).sum()) if j < len(ours) else rows[0]
+                rows.remove(k)
+                out[j] = ref[k]
+            start = i
+    return out
+
+
 def opencv_net(prototxt, caffemodel=None):
     import cv2
     if caffemodel is None:

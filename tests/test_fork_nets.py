@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from corpus import corpus_file, needs_corpus
-from fork_oracle import opencv_forward, seed_weights
+from fork_oracle import align_ties, opencv_forward, seed_weights, temper_ssd_confidences
 from recaffe.netspec.net.net import Net
 from recaffe.protos import caffe_pb2, io, printer
 
@@ -25,9 +25,9 @@ MOBILENET_SSD = "chuanqi305__MobileNet-SSD/deploy.prototxt"
 VGG_SSD = "xzgz__caffe-ssd/models__VGGNet__VOC0712__SSD_300x300__deploy.prototxt"
 
 
-def _seeded(proto, tmp_path, seed=0, lenient=False):
+def _seeded(proto, tmp_path, seed=0, lenient=False, temper=1.0):
     net = Net(proto, lenient=lenient)
-    seed_weights(net, seed)
+    temper_ssd_confidences(seed_weights(net, seed), temper)
     model = str(tmp_path / "seeded.caffemodel")
     net.save_weights(model)
     return net, model
@@ -37,10 +37,11 @@ def _image(shape, seed=1):
     return (np.random.default_rng(seed).uniform(-1, 1, shape)).astype(np.float32)
 
 
-@pytest.mark.parametrize("local, min_rows", [(MOBILENET_SSD, 100), (VGG_SSD, 100)])
-def test_ssd_deploy_detections_equal_opencv(tmp_path, local, min_rows):
+@pytest.mark.parametrize("local, temper, min_rows", [(MOBILENET_SSD, 0.3, 40), (VGG_SSD, 1.0, 200)])
+def test_ssd_deploy_detections_equal_opencv(tmp_path, local, temper, min_rows):
+    """(``temper`` scales the random confidence heads so that scores do not saturate into float ties.)"""
     proto = corpus_file(local)
-    net, model = _seeded(proto, tmp_path)
+    net, model = _seeded(proto, tmp_path, temper=temper)
     x = _image(net.blob_shapes["data"])
     with torch.no_grad():
         ours = net(data=torch.from_numpy(x))["detection_out"].numpy()[0, 0]
@@ -48,9 +49,10 @@ def test_ssd_deploy_detections_equal_opencv(tmp_path, local, min_rows):
     k = len(ours)
     assert k >= min_rows and len(cv) >= k and not cv[k:].any(), (k, len(cv))
     by_score = ours[np.lexsort((np.arange(k), -ours[:, 2], ours[:, 0]))]
-    np.testing.assert_array_equal(by_score[:, :2], cv[:k, :2])               # image, label, in order
-    np.testing.assert_allclose(by_score[:, 2], cv[:k, 2], atol=1e-5)          # scores
-    np.testing.assert_allclose(by_score[:, 3:], cv[:k, 3:], atol=1e-4)        # boxes
+    cv = align_ties(by_score, cv[:k])
+    np.testing.assert_array_equal(by_score[:, :2], cv[:, :2])                 # image, label, in order
+    np.testing.assert_allclose(by_score[:, 2], cv[:, 2], atol=1e-5)           # scores
+    np.testing.assert_allclose(by_score[:, 3:], cv[:, 3:], atol=1e-4)         # boxes
     assert len(set(ours[:, 1])) > 3                                          # several classes detected
 
 
@@ -125,6 +127,7 @@ def test_thin_pspnet_equals_opencv(tmp_path):
 
 
 def _sgd_step_lowers_loss(net, feed, lr):
+    torch.manual_seed(0)           # the same dropout masks in both passes
     net(**feed)
     before = net.loss.item()
     net.backward()
@@ -133,6 +136,7 @@ def _sgd_step_lowers_loss(net, feed, lr):
             if p.grad is not None and lr_mult:
                 p -= lr * lr_mult * p.grad
                 p.grad = None
+    torch.manual_seed(0)
     net(**feed)
     assert np.isfinite(before) and net.loss.item() < before
 
@@ -181,5 +185,5 @@ def test_faster_rcnn_trains(tmp_path):
             "rpn_bbox_outside_weights": t(np.full((1, 4 * a, 10, 12), 1 / 256)),
             "rois": t(rois), "labels": t(np.ones(r)), "bbox_targets": t(rng.standard_normal((r, 84))),
             "bbox_inside_weights": t(inside), "bbox_outside_weights": t(inside)}
-    _sgd_step_lowers_loss(net, feed, lr=0.01)
+    _sgd_step_lowers_loss(net, feed, lr=0.001)
     assert net.layer("roi_pool5").blobs is not None and net.blobs["loss_bbox"].item() > 0
