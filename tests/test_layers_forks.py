@@ -137,7 +137,7 @@ def _pool_with_mask(x, **kw):
     net = Net('layer { name: "x" type: "Input" top: "x" input_param { shape { %s } } }\n'
               'layer { name: "p" type: "Pooling" bottom: "x" top: "p" top: "mask" pooling_param { pool: MAX '
               'kernel_size: 2 stride: 2 } }\n' % " ".join(f"dim: {d}" for d in x.shape))
-    out = net(x=torch.from_numpy(x))
+    net(x=torch.from_numpy(x))
     return net.blobs["p"], net.blobs["mask"]
 
 
