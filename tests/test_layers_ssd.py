@@ -226,7 +226,7 @@ def test_detection_output_corner_size_and_adaptive_nms_closed_form():
     var = torch.tensor([[0.1, 0.1, 0.2, 0.2]])
     loc = torch.tensor([[1.0, -2.0, 0.5, 3.0]])
     got = decode_boxes(prior, var, loc, CORNER_SIZE, False)
-    np.testing.assert_allclose(got.numpy(), [[0.2 + 0.1 * 1 * 0.4, 0.2 - 0.1 * 2 * 0.2, 0.6 + 0.2 * 0.5 * 0.4,
+    np.testing.assert_allclose(got, [[0.2 + 0.1 * 1 * 0.4, 0.2 - 0.1 * 2 * 0.2, 0.6 + 0.2 * 0.5 * 0.4,
                                               0.4 + 0.2 * 3 * 0.2]], rtol=1e-6)
     # three boxes: b overlaps a by IoU 0.6, c overlaps a by 0.25 and b by 0.4
     boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 0.6], [0.0, 0.0, 0.25, 1.0]])

@@ -8,8 +8,10 @@ image: decode every prior with its predicted offsets; per class (background skip
 above confidence_threshold, the top_k best (stable sort), greedy NMS; then at most keep_top_k overall
 (best scores). Top: (1, 1, kept, 7) rows [image, label, score, xmin, ymin, xmax, ymax], images in
 order, labels ascending within an image, scores descending within a label; no detection at all gives
-one row per image [image, -1, -1, -1, -1, -1, -1], as the fork. No backward (the fork has none).
+one row per image [image, -1, -1, -1, -1, -1, -1], as the fork. No backward (the fork has none). The
+arithmetic is float32, as the fork's; it runs in numpy on the CPU (small arrays, many steps).
 """
+import numpy as np
 import torch
 
 from recaffe.protos.forks import layer_param
@@ -22,47 +24,51 @@ CORNER, CENTER_SIZE, CORNER_SIZE = _CODE.CORNER, _CODE.CENTER_SIZE, _CODE.CORNER
 
 
 def decode_boxes(prior, var, loc, code_type, variance_in_target):
-    """bbox_util.cpp DecodeBBox for all priors at once: prior, var, loc (..., 4) -> corners (..., 4).
+    """bbox_util.cpp DecodeBBox for all priors at once, in float32: prior, var, loc (..., 4) ->
+    corners (..., 4).
 
     CORNER: prior corner + var * loc; CENTER_SIZE: centre prior_centre + var * loc * prior_size, size
     prior_size * exp(var * loc); CORNER_SIZE: prior corner + var * loc * prior_size. With
     variance_encoded_in_target the variances are taken as 1."""
+    prior, var, loc = (np.asarray(a, np.float32) for a in (prior, var, loc))
     if variance_in_target:
-        var = torch.ones_like(var)
+        var = np.ones_like(var)
     if code_type == CORNER:
         return prior + var * loc
     pw = prior[..., 2] - prior[..., 0]
     ph = prior[..., 3] - prior[..., 1]
     if code_type == CORNER_SIZE:
-        size = torch.stack([pw, ph, pw, ph], -1)
-        return prior + var * loc * size
-    cx = (prior[..., 0] + prior[..., 2]) / 2
-    cy = (prior[..., 1] + prior[..., 3]) / 2
+        return prior + var * loc * np.stack([pw, ph, pw, ph], -1)
+    cx = (prior[..., 0] + prior[..., 2]) / np.float32(2)
+    cy = (prior[..., 1] + prior[..., 3]) / np.float32(2)
     dcx = var[..., 0] * loc[..., 0] * pw + cx
     dcy = var[..., 1] * loc[..., 1] * ph + cy
-    dw = torch.exp(var[..., 2] * loc[..., 2]) * pw
-    dh = torch.exp(var[..., 3] * loc[..., 3]) * ph
-    return torch.stack([dcx - dw / 2, dcy - dh / 2, dcx + dw / 2, dcy + dh / 2], -1)
+    dw = np.exp(var[..., 2] * loc[..., 2]) * pw
+    dh = np.exp(var[..., 3] * loc[..., 3]) * ph
+    half = np.float32(2)
+    return np.stack([dcx - dw / half, dcy - dh / half, dcx + dw / half, dcy + dh / half], -1)
 
 
 def box_size(b):
     """BBoxSize for normalized boxes: width * height, 0 for an inverted box."""
     w, h = b[..., 2] - b[..., 0], b[..., 3] - b[..., 1]
-    return torch.where((w < 0) | (h < 0), torch.zeros_like(w), w * h)
+    return np.where((w < 0) | (h < 0), np.float32(0), w * h)
 
 
 def jaccard(a, b):
-    """JaccardOverlap (normalized) of every box in a (n, 4) with every box in b (m, 4): 0 for disjoint
-    boxes, else intersection / (size a + size b - intersection)."""
-    ix0 = torch.maximum(a[:, None, 0], b[None, :, 0])
-    iy0 = torch.maximum(a[:, None, 1], b[None, :, 1])
-    ix1 = torch.minimum(a[:, None, 2], b[None, :, 2])
-    iy1 = torch.minimum(a[:, None, 3], b[None, :, 3])
+    """JaccardOverlap (normalized, float32) of every box in a (n, 4) with every box in b (m, 4): 0 for
+    disjoint boxes, else intersection / (size a + size b - intersection)."""
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    ix0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy1 = np.minimum(a[:, None, 3], b[None, :, 3])
     disjoint = (b[None, :, 0] > a[:, None, 2]) | (b[None, :, 2] < a[:, None, 0]) | \
                (b[None, :, 1] > a[:, None, 3]) | (b[None, :, 3] < a[:, None, 1])
     inter = (ix1 - ix0) * (iy1 - iy0)
     union = box_size(a)[:, None] + box_size(b)[None, :] - inter
-    return torch.where(disjoint, torch.zeros_like(inter), inter / union)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(disjoint, np.float32(0), inter / union)
 
 
 def nms_fast(boxes, scores, score_threshold, nms_threshold, eta, top_k):
@@ -70,20 +76,28 @@ def nms_fast(boxes, scores, score_threshold, nms_threshold, eta, top_k):
     sorted by score descending (stable: ties keep index order), cut to top_k (-1: all). A candidate is
     kept when its overlap with every kept box is <= the threshold, which (eta < 1) shrinks by eta after
     each kept box while above 0.5."""
-    cand = torch.nonzero(scores > score_threshold).flatten()
-    if cand.numel() == 0:
+    boxes, scores = np.asarray(boxes, np.float32), np.asarray(scores, np.float32)
+    cand = np.flatnonzero(scores > np.float32(score_threshold))
+    if cand.size == 0:
         return []
-    order = torch.sort(scores[cand], descending=True, stable=True).indices
-    cand = cand[order]
-    if -1 < top_k < cand.numel():
+    cand = cand[np.argsort(-scores[cand], kind="stable")]
+    if -1 < top_k < cand.size:
         cand = cand[:top_k]
-    iou = jaccard(boxes[cand], boxes[cand]).tolist()
-    kept, threshold = [], float(nms_threshold)
-    for i in range(len(iou)):
-        row = iou[i]
-        if all(row[j] <= threshold for j in kept):
+    iou = jaccard(boxes[cand], boxes[cand])
+    threshold = np.float32(nms_threshold)
+    if eta >= 1:     # a fixed threshold: kept iff no earlier kept box overlaps it more
+        suppressed = np.zeros(cand.size, bool)
+        kept = []
+        for i in range(cand.size):
+            if not suppressed[i]:
+                kept.append(i)
+                suppressed |= iou[i] > threshold
+        return cand[kept].tolist()
+    kept, threshold = [], float(threshold)
+    for i in range(cand.size):
+        if all(iou[i, j] <= threshold for j in kept):
             kept.append(i)
-            if eta < 1 and threshold > 0.5:
+            if threshold > 0.5:
                 threshold *= eta
     return cand[kept].tolist()
 
@@ -139,16 +153,17 @@ class DetectionOutput(Layer):
 
     def forward(self, loc, conf, prior):
         with torch.no_grad():
-            return [self._detect(loc.detach(), conf.detach(), prior.detach())]
+            return [self._detect(loc.detach().cpu(), conf.detach().cpu(), prior.detach().cpu(), loc.dtype)
+                    .to(loc.device)]
 
-    def _detect(self, loc, conf, prior):
+    def _detect(self, loc, conf, prior, dtype):
         priors = self._check([loc.shape, conf.shape, prior.shape])
         num = loc.shape[0]
-        prior = prior.reshape(-1, prior.shape[1], priors, 4)[0]
+        prior = prior.float().numpy().reshape(-1, prior.shape[1], priors, 4)[0]
         if prior.shape[0] == 1:     # variances not given (variance_encoded_in_target)
-            prior = torch.cat([prior, torch.ones_like(prior)])
-        loc = loc.reshape(num, priors, -1, 4)
-        conf = conf.reshape(num, priors, self.num_classes)
+            prior = np.concatenate([prior, np.ones_like(prior)])
+        loc = loc.float().numpy().reshape(num, priors, -1, 4)
+        conf = conf.float().numpy().reshape(num, priors, self.num_classes)
         rows = []
         for i in range(num):
             boxes = decode_boxes(prior[0][:, None], prior[1][:, None], loc[i], self.code_type,
@@ -168,7 +183,7 @@ class DetectionOutput(Layer):
                 b = boxes[k, 0 if self.share_location else c]
                 rows.append([float(i), float(c), score] + b.tolist())
         if not rows:
-            out = torch.full((1, 1, num, 7), -1.0, dtype=loc.dtype)
-            out[0, 0, :, 0] = torch.arange(num, dtype=loc.dtype)
-            return out
-        return torch.tensor(rows, dtype=loc.dtype).view(1, 1, -1, 7)
+            out = np.full((1, 1, num, 7), -1.0, np.float32)
+            out[0, 0, :, 0] = np.arange(num)
+            return torch.from_numpy(out).to(dtype)
+        return torch.tensor(rows, dtype=dtype).view(1, 1, -1, 7)
