@@ -133,7 +133,7 @@ def test_segnet_bn_inference_is_scale_and_shift():
 UP = 'name: "u" type: "Upsample" bottom: "p" bottom: "mask" top: "u" upsample_param { %s }'
 
 
-def _pool_with_mask(x, **kw):
+def _pool_with_mask(x):
     net = Net('layer { name: "x" type: "Input" top: "x" input_param { shape { %s } } }\n'
               'layer { name: "p" type: "Pooling" bottom: "x" top: "p" top: "mask" pooling_param { pool: MAX '
               'kernel_size: 2 stride: 2 } }\n' % " ".join(f"dim: {d}" for d in x.shape))

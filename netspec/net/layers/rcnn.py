@@ -40,27 +40,32 @@ class _ROIPool(torch.autograd.Function):
         if rois.shape[0] and (int(batch.min()) < 0 or int(batch.max()) >= n):
             raise ValueError(f"ROI batch index {int(batch.min())}..{int(batch.max())} outside the "
                              f"batch of {n}")
+        rois = rois.cpu()           # the bin bounds are small integer work
         hs, he = roi_bounds(rois[:, [2, 4]], spatial_scale, ph, h)
         ws, we = roi_bounds(rois[:, [1, 3]], spatial_scale, pw, w)
         r = rois.shape[0]
         top = x.new_zeros((r, c, ph, pw))
-        arg = torch.full((r, c, ph, pw), -1, dtype=torch.int64)
+        arg = torch.full((r, c, ph, pw), -1, dtype=torch.int64, device=x.device)
+        hs, he, ws, we = (t.tolist() for t in (hs, he, ws, we))
+        xl = x.permute(0, 2, 3, 1)                              # (N, H, W, C) view: bins reduce whole C rows
         for k in range(r):
-            plane = x[int(batch[k])]
-            for i in range(ph):
-                h0, h1 = int(hs[k, i]), int(he[k, i])
-                if h1 <= h0:
-                    continue
-                band = plane[:, h0:h1]                       # (C, rows, W)
-                for j in range(pw):
-                    w0, w1 = int(ws[k, j]), int(we[k, j])
-                    if w1 <= w0:
-                        continue
-                    cell = band[:, :, w0:w1].reshape(c, -1)  # row-major: first max = Caffe's
-                    val, idx = cell.max(1)
-                    top[k, :, i, j] = val
-                    arg[k, :, i, j] = (idx // (w1 - w0) + h0) * w + idx % (w1 - w0) + w0
-        ctx.save_for_backward(batch, arg)
+            cols = [j for j in range(pw) if we[k][j] > ws[k][j]]
+            rows = [i for i in range(ph) if he[k][i] > hs[k][i]]
+            if not cols or not rows:
+                continue                                        # every bin empty: 0, argmax -1
+            r0, c0 = min(hs[k]), min(ws[k])
+            region = xl[int(batch[k]), r0:max(he[k]), c0:max(we[k])]     # (rows, cols, C)
+            # the max over each bin's columns (for every row), then over its rows; torch.max keeps
+            # the first maximum, so the winner is the first in row-major order, as the fork's scan
+            v1, i1 = zip(*(region[:, ws[k][j] - c0:we[k][j] - c0].max(1) for j in cols))
+            v1 = torch.stack(v1, 1)                             # (rows, bins, C)
+            i1 = torch.stack(i1, 1) + torch.tensor([ws[k][j] for j in cols], device=x.device)[:, None]
+            for i in rows:
+                val, idx = v1[hs[k][i] - r0:he[k][i] - r0].max(0)          # (bins, C)
+                col = i1[hs[k][i] - r0:he[k][i] - r0].gather(0, idx[None])[0]
+                top[k, :, i, cols] = val.t()
+                arg[k, :, i, cols] = ((idx + hs[k][i]) * w + col).t()
+        ctx.save_for_backward(batch.to(x.device), arg)
         ctx.shape = x.shape
         return top
 
@@ -69,7 +74,7 @@ class _ROIPool(torch.autograd.Function):
         batch, arg = ctx.saved_tensors
         n, c, h, w = ctx.shape
         gx = gtop.new_zeros(n * c * h * w)
-        plane = (batch.view(-1, 1, 1, 1) * c + torch.arange(c).view(1, -1, 1, 1)) * (h * w)
+        plane = (batch.view(-1, 1, 1, 1) * c + torch.arange(c, device=arg.device).view(1, -1, 1, 1)) * (h * w)
         valid = arg >= 0
         gx.index_add_(0, (plane + arg)[valid], gtop[valid])
         return gx.view(n, c, h, w), None, None, None
