@@ -27,7 +27,8 @@ def seed_weights(net, seed=0):
                 blobs[2].fill_(1.0)
             elif layer.type in ("Scale", "BN"):
                 for i, b in enumerate(blobs):
-                    b.copy_(torch.rand(b.shape, generator=g) + 0.5 if i == 0 else torch.randn(b.shape, generator=g) * 0.1)
+                    r = torch.rand(b.shape, generator=g) + 0.5 if i == 0 else torch.randn(b.shape, generator=g) * 0.1
+                    b.copy_(r)
             elif layer.type == "Normalize":
                 blobs[0].copy_(20 + torch.randn(blobs[0].shape, generator=g))
             else:

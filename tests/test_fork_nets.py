@@ -174,11 +174,12 @@ def test_faster_rcnn_trains(tmp_path):
     assert net.blob_shapes["pool5"] == (r, 64, 7, 7)
     seed_weights(net)
     rng = np.random.default_rng(0)
-    rois = np.concatenate([np.zeros((r, 1)), np.sort(rng.uniform(0, 160, (r, 2, 2)), 1).reshape(r, 4)[:, [0, 1, 2, 3]]], 1)
+    rois = np.concatenate([np.zeros((r, 1)), np.sort(rng.uniform(0, 160, (r, 2, 2)), 1).reshape(r, 4)], 1)
     inside = np.zeros((r, 84))
     inside[:, 4:8] = 1
     t = lambda v: torch.from_numpy(np.asarray(v, np.float32))  # noqa: E731
-    feed = {"data": t(rng.uniform(-1, 1, (1, 3, 160, 192))), "im_info": t([[160, 192, 1]]), "gt_boxes": t(np.zeros((1, 5))),
+    feed = {"data": t(rng.uniform(-1, 1, (1, 3, 160, 192))), "im_info": t([[160, 192, 1]]),
+            "gt_boxes": t(np.zeros((1, 5))),
             "rpn_labels": t(rng.integers(-1, 2, (1, 1, a * 10, 12))),
             "rpn_bbox_targets": t(rng.standard_normal((1, 4 * a, 10, 12))),
             "rpn_bbox_inside_weights": t(np.ones((1, 4 * a, 10, 12))),

@@ -50,7 +50,8 @@ def test_a_layer_without_its_fork_param_reads_the_forks_defaults():
 
 
 @pytest.mark.parametrize("snippet, pattern", [
-    ("norm_param { across_spatial: maybe }", r'^<string>:2:32: Expected "true" or "false" \(in fork field .norm_param. .*ssd fork'),
+    ("norm_param { across_spatial: maybe }",
+     r'^<string>:2:32: Expected "true" or "false" \(in fork field .norm_param. .*ssd fork'),
     ("norm_param { acros_spatial: true }", r"^<string>:2:16: .*acros_spatial.*fork field 'norm_param'"),
     ("norm_param { eps: 1 } norm_param { eps: 2 }", r"^<string>:2:25: fork field 'norm_param' given twice"),
 ])

@@ -66,7 +66,8 @@ def test_shuffle_channel_gradient_and_errors():
                        [(1, 4, 2, 3)])
     assert gradcheck_layer(layer, [RNG.standard_normal((1, 4, 2, 3))])
     with pytest.raises(NetError, match="group 4 must be > 0 and divide the channels"):
-        make_layer('name: "y" type: "ShuffleChannel" bottom: "x" top: "y" shuffle_channel_param { group: 4 }', [X.shape])
+        make_layer('name: "y" type: "ShuffleChannel" bottom: "x" top: "y" shuffle_channel_param { group: 4 }',
+                   [X.shape])
 
 
 # -- Axpy ----------------------------------------------------------------------------------------------------
@@ -74,16 +75,18 @@ def test_shuffle_channel_gradient_and_errors():
 def test_axpy_closed_form_and_gradient(ashape):
     """axpy_layer.cpp: top = a * x + y per (n, c); da = sum over positions of x * dtop."""
     a, y = RNG.standard_normal(ashape), RNG.standard_normal(X.shape)
-    layer = make_layer('name: "z" type: "Axpy" bottom: "a" bottom: "x" bottom: "y" top: "z"', [ashape, X.shape, X.shape])
+    axpy = 'name: "z" type: "Axpy" bottom: "a" bottom: "x" bottom: "y" top: "z"'
+    layer = make_layer(axpy, [ashape, X.shape, X.shape])
     got = layer(*[torch.from_numpy(np.asarray(v, np.float64)) for v in (a, X, y)])[0]
     np.testing.assert_allclose(got.numpy(), a.reshape(2, 6, 1, 1) * X + y, rtol=1e-12)
     assert gradcheck_layer(layer, [a, X, y])
     with pytest.raises(NetError, match="bottom 0 \\(the scale\\) must be \\(N, C\\) or \\(N, C, 1, 1\\)"):
-        make_layer('name: "z" type: "Axpy" bottom: "a" bottom: "x" bottom: "y" top: "z"', [(2, 6, 2, 1), X.shape, X.shape])
+        make_layer(axpy, [(2, 6, 2, 1), X.shape, X.shape])
 
 
 # -- SegNet BN -----------------------------------------------------------------------------------------------
-BN = 'name: "y" type: "BN" bottom: "x" %s bn_param { %s scale_filler { type: "gaussian" } shift_filler { type: "gaussian" } }'
+BN = ('name: "y" type: "BN" bottom: "x" %s bn_param { %s scale_filler { type: "gaussian" } '
+      'shift_filler { type: "gaussian" } }')
 
 
 def test_segnet_bn_learn_closed_form_and_stat_tops():
@@ -251,7 +254,8 @@ ROIS = np.array([[0, 1, 1, 20, 30], [1, 0, 0, 6, 6], [0, 15.6, 2.5, 40, 17.5], [
 ROI = 'name: "y" type: "ROIPooling" bottom: "f" bottom: "rois" top: "y" roi_pooling_param { %s }'
 
 
-@pytest.mark.parametrize("params", ["pooled_h: 3 pooled_w: 2 spatial_scale: 0.25", "pooled_h: 7 pooled_w: 7 spatial_scale: 0.0625",
+@pytest.mark.parametrize("params", ["pooled_h: 3 pooled_w: 2 spatial_scale: 0.25",
+                                    "pooled_h: 7 pooled_w: 7 spatial_scale: 0.0625",
                                     "pooled_h: 2 pooled_w: 5 spatial_scale: 0.5"])
 def test_roi_pooling_matches_opencv(tmp_path, params):
     ours, cv = _one(tmp_path, ROI % params, {"f": FEAT, "rois": ROIS})

@@ -51,7 +51,8 @@ def test_normalize_default_scale_is_one():
 # -- Permute, Flatten as SSD uses them --------------------------------------------------------------------
 @pytest.mark.parametrize("order", [(0, 2, 3, 1), (0, 3, 1, 2), (1, 0, 3, 2), (0, 1, 2, 3)])
 def test_permute_matches_opencv(tmp_path, order):
-    text = 'name: "y" type: "Permute" bottom: "x" top: "y" permute_param { %s }' % " ".join(f"order: {a}" for a in order)
+    orders = " ".join(f"order: {a}" for a in order)
+    text = 'name: "y" type: "Permute" bottom: "x" top: "y" permute_param { %s }' % orders
     ours, cv = _one(tmp_path, text, {"x": X})
     assert ours.shape == cv.shape == tuple(X.shape[a] for a in order) + X.shape[len(order):]
     np.testing.assert_array_equal(ours, cv)
@@ -64,8 +65,8 @@ def test_permute_partial_order_keeps_the_rest():
 
 
 def test_permute_gradient_and_errors():
-    layer = make_layer('name: "y" type: "Permute" bottom: "x" top: "y" permute_param { order: 0 order: 2 order: 3 order: 1 }',
-                       [(2, 3, 2, 2)])
+    layer = make_layer('name: "y" type: "Permute" bottom: "x" top: "y" '
+                       'permute_param { order: 0 order: 2 order: 3 order: 1 }', [(2, 3, 2, 2)])
     assert gradcheck_layer(layer, [RNG.standard_normal((2, 3, 2, 2))])
     with pytest.raises(NetError, match=r"layer 'y' \(Permute\): order 1 is repeated"):
         make_layer('name: "y" type: "Permute" bottom: "x" top: "y" permute_param { order: 1 order: 1 }', [(2, 3)])
@@ -77,8 +78,10 @@ def test_ssd_head_permute_flatten_concat_match_opencv(tmp_path):
     """The mbox pattern of SSD nets: conv output permuted to NHWC, flattened from axis 1, concatenated."""
     a, b = X, RNG.standard_normal((2, 6, 3, 4)).astype(np.float32)
     text = (input_layer("a", a.shape) + input_layer("b", b.shape) +
-            'layer { name: "pa" type: "Permute" bottom: "a" top: "pa" permute_param { order: 0 order: 2 order: 3 order: 1 } }\n'
-            'layer { name: "pb" type: "Permute" bottom: "b" top: "pb" permute_param { order: 0 order: 2 order: 3 order: 1 } }\n'
+            'layer { name: "pa" type: "Permute" bottom: "a" top: "pa" '
+            'permute_param { order: 0 order: 2 order: 3 order: 1 } }\n'
+            'layer { name: "pb" type: "Permute" bottom: "b" top: "pb" '
+            'permute_param { order: 0 order: 2 order: 3 order: 1 } }\n'
             'layer { name: "fa" type: "Flatten" bottom: "pa" top: "fa" flatten_param { axis: 1 } }\n'
             'layer { name: "fb" type: "Flatten" bottom: "pb" top: "fb" flatten_param { axis: 1 } }\n'
             'layer { name: "y" type: "Concat" bottom: "fa" bottom: "fb" top: "y" concat_param { axis: 1 } }\n')

@@ -73,7 +73,8 @@ def test_detect_prints_opencvs_boxes_and_draws_them(seeded):
 @needs_corpus
 def test_detect_out_dir_and_errors(seeded, tmp_path):
     weights, image, _ = seeded
-    r = _detect(image, image, "-model", MODEL, "-weights", weights, "-threshold", "0.9", "-out_dir", str(tmp_path / "o"))
+    r = _detect(image, image, "-model", MODEL, "-weights", weights, "-threshold", "0.9",
+                "-out_dir", str(tmp_path / "o"))
     assert r.returncode == 0, r.stderr
     assert os.path.exists(tmp_path / "o" / "street.png")
     assert r.stdout.splitlines().count(image) == 2

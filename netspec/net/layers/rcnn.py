@@ -8,8 +8,6 @@ from recaffe.protos.forks import layer_param
 from .base import Layer, count
 from .registry import register
 
-NEG_FLT_MAX = -3.4028234663852886e38
-
 
 def roi_bounds(rois, spatial_scale, pooled, size):
     """Per ROI and output bin, the [start, end) input rows (or columns) of one axis, as
