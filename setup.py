@@ -14,7 +14,8 @@ setup(
     packages=["recaffe", "recaffe.proto"] + [
         f"recaffe.{top}" + (f".{sub}" if sub else "") for top in _FOLDERS for sub in [""] + find_packages(top)],
     package_dir={"recaffe": "recaffe", **{"recaffe." + top: top for top in _FOLDERS}},
-    package_data={"recaffe.protos": ["caffe.proto"], "recaffe.models": ["zoo/*/*"]},
+    package_data={"recaffe.protos": ["caffe.proto"], "recaffe.protos.forkschema": ["*.proto"],
+                  "recaffe.models": ["zoo/*/*"]},
     install_requires=[
         "torch==2.13.0",
         "numpy",
@@ -28,6 +29,7 @@ setup(
     extras_require={
         "dev": ["pytest", "grpcio-tools"],
         "test": ["pytest"],
+        "leveldb": ["plyvel"],          # Data layers and convert_imageset --backend leveldb
     },
     entry_points={
         # every entry is the tool module's cli(): its error boundary (tools/_cli.py); tools/<name> runs the same
@@ -39,6 +41,7 @@ setup(
             "recaffe-convert-imageset=recaffe.tools.convert_imageset:cli",
             "recaffe-compute-image-mean=recaffe.tools.compute_image_mean:cli",
             "recaffe-classify=recaffe.tools.classify:cli",
+            "recaffe-detect=recaffe.tools.detect:cli",
             "recaffe-draw-net=recaffe.tools.draw_net:cli",
             "recaffe-deploy-from-train-val=recaffe.tools.deploy_from_train_val:cli",
             "recaffe-upgrade-net-proto-text=recaffe.tools.upgrade_net_proto_text:cli",

@@ -1,4 +1,4 @@
-"""compute_image_mean: the mean image of an LMDB of Datums (Caffe's tools/compute_image_mean.cpp).
+"""compute_image_mean: the mean image of an LMDB or LevelDB of Datums (Caffe's tools/compute_image_mean.cpp).
 
     python -m recaffe.tools.compute_image_mean [--backend lmdb] [--npy FILE.npy] INPUT_DB [OUTPUT_FILE]
 
@@ -15,8 +15,8 @@ from recaffe.tools._cli import FlagParser, run
 
 
 def parser():
-    p = FlagParser(prog="compute_image_mean", description="Compute the mean image of an LMDB of Datums.")
-    p.add_flag("backend", "lmdb", str, "database backend (lmdb)")
+    p = FlagParser(prog="compute_image_mean", description="Compute the mean image of an LMDB or LevelDB of Datums.")
+    p.add_flag("backend", "lmdb", str, "database backend: lmdb or leveldb (the database is read as what it is)")
     p.add_flag("npy", "", str, "also write the mean as a (C, H, W) .npy file")
     p.add_flag("workers", None, int, "decoding threads for encoded datums (default: min(4, cores))")
     p.add_argument("input_db", metavar="INPUT_DB")

@@ -19,17 +19,13 @@ import lmdb
 
 from recaffe.protos.errors import DataError
 
-LEVELDB_HINT = ("LevelDB is not supported by recaffe; convert the database to LMDB "
-                "(e.g. convert_imageset --backend lmdb) and set data_param { backend: LMDB }")
-
-
 def check_lmdb_path(path):
     if not os.path.exists(path):
         raise DataError(f"{path}: LMDB database does not exist")
     if os.path.isdir(path):
         if not os.path.exists(os.path.join(path, "data.mdb")):
             if os.path.exists(os.path.join(path, "CURRENT")):
-                raise DataError(f"{path}: this is a LevelDB database. {LEVELDB_HINT}")
+                raise DataError(f"{path}: this is a LevelDB database, not an LMDB (use --backend leveldb)")
             raise DataError(f"{path}: not an LMDB database (no data.mdb in the directory)")
 
 

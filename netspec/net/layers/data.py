@@ -1,4 +1,4 @@
-"""Data layers: Data (LMDB), ImageData (image list), HDF5Data, HDF5Output, MemoryData.
+"""Data layers: Data (LMDB or LevelDB), ImageData (image list), HDF5Data, HDF5Output, MemoryData.
 
 Caffe sources: src/caffe/layers/data_layer.cpp, base_data_layer.cpp, image_data_layer.cpp,
 hdf5_data_layer.cpp, hdf5_output_layer.cpp, memory_data_layer.cpp. Data layers have no bottoms, are
@@ -8,14 +8,11 @@ threads, or processes for a GPU consumer; prefetch); their augmentation seed is 
 global generator when the layer is built (so ``torch.manual_seed(random_seed)`` before building makes a run reproducible), or set
 ``layer.seed`` / ``layer.num_workers`` before the first forward.
 """
-import os
 
 import numpy as np
 import torch
 
-from recaffe.protos import caffe_pb2
 from recaffe.protos.errors import DataError
-from recaffe.netspec.data.lmdb_io import LEVELDB_HINT
 from recaffe.netspec.data.loader import BatchMaker, Feeder
 from recaffe.netspec.data.sources import ImageListSource, LMDBSource
 from recaffe.netspec.data.transformer import DataTransformer
@@ -71,15 +68,16 @@ class Data(_FeedLayer):
 
     def setup(self, p):
         if not p.source:
-            raise self.error("data_param.source is empty; give the path of an LMDB")
-        is_lmdb = os.path.exists(os.path.join(p.source, "data.mdb")) or os.path.isfile(p.source)
-        if p.backend == caffe_pb2.DataParameter.LEVELDB and not is_lmdb:
-            raise DataError(f"layer '{self.name}': source {p.source}: {LEVELDB_HINT}")
+            raise self.error("data_param.source is empty; give the path of an LMDB or LevelDB")
         tp = self.lp.transform_param
         color = "color" if tp.force_color else "gray" if tp.force_gray else None
-        # Caffe 1.0's DataLayer reads from the first key and ignores rand_skip. backend LEVELDB (the
-        # default) is accepted when the source is in fact an LMDB: what the user has is readable.
-        self._setup_feed(LMDBSource(p.source, color), int(p.batch_size), p.prefetch)
+        # Caffe 1.0's DataLayer reads from the first key and ignores rand_skip. The database is read
+        # as what it is (LMDB or LevelDB, netspec.data.sources.open_reader), whatever backend says.
+        try:
+            source = LMDBSource(p.source, color)
+        except DataError as e:
+            raise DataError(f"layer '{self.name}': {e}") from None
+        self._setup_feed(source, int(p.batch_size), p.prefetch)
 
 
 @register("ImageData")
