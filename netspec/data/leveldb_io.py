@@ -14,11 +14,11 @@ into place when complete, so a failure never leaves a half-written database at t
 """
 import contextlib
 import os
-import shutil
-import tempfile
 import threading
 
 from recaffe.protos.errors import DataError
+
+from .lmdb_io import StagedDatabase
 
 EXTRA_HINT = "LevelDB needs the plyvel package: pip install 'recaffe[leveldb]' (or: pip install plyvel)"
 
@@ -119,7 +119,7 @@ class LevelDBReader:
             db.close()
 
 
-class LevelDBWriter:
+class LevelDBWriter(StagedDatabase):
     """Context manager writing ``put(key, value)`` pairs into a new LevelDB at ``path``, atomically."""
 
     @staticmethod
@@ -128,13 +128,7 @@ class LevelDBWriter:
 
     def __init__(self, path, commit_every=1000):
         module = plyvel()
-        self.path = os.path.abspath(str(path))
-        if os.path.exists(self.path):
-            raise DataError(f"{self.path}: already exists; remove it or choose another DB_NAME")
-        parent = os.path.dirname(self.path)
-        if not os.path.isdir(parent):
-            raise DataError(f"{self.path}: parent directory {parent} does not exist")
-        self.tmp = tempfile.mkdtemp(prefix="." + os.path.basename(self.path) + ".tmp-", dir=parent)
+        self._stage(path)
         os.rmdir(self.tmp)        # LevelDB creates the directory itself (error_if_exists)
         self.db = module.DB(self.tmp, create_if_missing=True, error_if_exists=True, block_size=65536,
                             write_buffer_size=268435456, max_open_files=100)
@@ -155,20 +149,9 @@ class LevelDBWriter:
         self.batch.write()
         self.batch = None
         self.db.close()
-        os.chmod(self.tmp, 0o755)
-        os.rename(self.tmp, self.path)
+        self._publish()
 
     def abort(self):
         self.batch = None
         self.db.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-        return False
+        self._discard()
