@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .layers import caffe_math as cm
-from .layers.linear import onednn_linear, onednn_linear_ok
+from .kernels.linear import onednn_linear, onednn_linear_ok
 
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
 
