@@ -56,6 +56,7 @@ def switched_on():
 
 def enabled(*tensors):
     """Whether the CPU fast paths may run now on ``tensors`` (None entries are skipped)."""
-    if not _global_on or getattr(_local, "off", 0) or tracing() or torch.is_autocast_enabled("cpu"):
+    # tracing first: under dynamo it folds to a constant before anything it cannot trace is touched
+    if tracing() or not _global_on or getattr(_local, "off", 0) or torch.is_autocast_enabled("cpu"):
         return False
     return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors if t is not None)
