@@ -51,6 +51,7 @@ class FusionPlan:
                 self.chains[k] = n
         self.inplace_relus = {k for k, s in enumerate(steps) if k > 0 and _relu(s) and s.tops == s.bottoms
                               and not s.loss and not s.detach and s.bottoms[0] in steps[k - 1].tops}
+        self._starts = set(self.chains) | self.bn_scale
         self._cache = {}
 
     def __repr__(self):
@@ -60,7 +61,7 @@ class FusionPlan:
     def call(self, net, k, last, blobs):
         """Run the fused call that starts at step k, if the plan has one ending by step ``last`` that
         may run now: (number of steps covered, tops of its last step), else None."""
-        if not net.fuse_bn_scale:
+        if k not in self._starts or not net.fuse_bn_scale:
             return None
         s = net.steps[k]
         n = self.chains.get(k)

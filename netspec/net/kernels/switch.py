@@ -16,12 +16,19 @@ False when
   plain torch ops the layers are written in).
 """
 import contextlib
+import sys
 import threading
 
 import torch
 
+
+
+class _Local(threading.local):
+    off = 0     # depth of this thread's disabled() blocks (a class default: no AttributeError per read)
+
+
 _global_on = True
-_local = threading.local()
+_local = _Local()
 
 
 def set_enabled(on):
@@ -34,7 +41,7 @@ def set_enabled(on):
 @contextlib.contextmanager
 def disabled():
     """Run a block with every CPU fast path off in this thread (nests; restores on exit)."""
-    depth = getattr(_local, "off", 0)
+    depth = _local.off
     _local.off = depth + 1
     try:
         yield
@@ -45,18 +52,27 @@ def disabled():
 def tracing():
     """Whether a graph is being captured (torch.compile / torch.export / ONNX / TorchScript): no
     private ops, no ``data_ptr()`` cache keys, no Python-side decisions on autograd internals."""
-    return (torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
-            or torch.jit.is_tracing() or torch.jit.is_scripting())
+    return (torch.compiler.is_compiling() or torch.compiler.is_exporting() or torch.jit.is_tracing()
+            or torch.jit.is_scripting() or _onnx_exporting())
+
+
+def _onnx_exporting():
+    """torch.onnx.is_in_onnx_export(), which imports the exporters at every call (2-3 us, and the
+    selectors ask once per layer): no export can run before torch.onnx's internals are loaded."""
+    return "torch.onnx._internal" in sys.modules and torch.onnx.is_in_onnx_export()
 
 
 def switched_on():
     """The switch alone (global flag and this thread's ``disabled()`` blocks), no tensor checks."""
-    return _global_on and not getattr(_local, "off", 0)
+    return _global_on and not _local.off
 
 
 def enabled(*tensors):
     """Whether the CPU fast paths may run now on ``tensors`` (None entries are skipped)."""
     # tracing first: under dynamo it folds to a constant before anything it cannot trace is touched
-    if tracing() or not _global_on or getattr(_local, "off", 0) or torch.is_autocast_enabled("cpu"):
+    if tracing() or not _global_on or _local.off or torch.is_autocast_enabled("cpu"):
         return False
-    return all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors if t is not None)
+    for t in tensors:
+        if t is not None and (t.dtype != torch.float32 or not t.is_cpu):
+            return False
+    return True
