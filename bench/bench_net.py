@@ -147,7 +147,7 @@ def bench_caffe(param, iters, threads, mode="loss"):
 def net_flops(net):
     """Multiply-add FLOPs (2 per MAC) of the net's Convolution and InnerProduct layers, one forward."""
     total = 0
-    for t, layer, s in zip(net.layer_types, net.layers, net._steps):
+    for t, layer, s in zip(net.layer_types, net.layers, net.steps):
         if t == "Convolution":
             w = layer.blobs[0]
             total += 2 * math.prod(net.blob_shapes[s.tops[0]]) * w[0].numel()
