@@ -1,19 +1,21 @@
 """Run an unchanged pycaffe script (Python 3) on recaffe.
 
-    python -m recaffe.tools.pycaffe SCRIPT [ARGS...]
-    python tools/pycaffe.py [--no-python-layers] SCRIPT [ARGS...]
+    recaffe-pycaffe [--allow-python-layers] SCRIPT [ARGS...]
+    python -m recaffe.tools.pycaffe [--allow-python-layers] SCRIPT [ARGS...]
 
 The script's ``import caffe`` (and ``caffe.io``, ``caffe.proto.caffe_pb2``, ``from caffe import layers``)
 resolves to recaffe (recaffe._alias); it runs as ``__main__`` with ``sys.argv = [SCRIPT, ARGS...]`` and
-its own folder first on ``sys.path``, as ``python SCRIPT ARGS`` would. Python layers named by the
-script's nets are allowed, as in pycaffe (the script is code you chose to run anyway); pass
-``--no-python-layers`` to refuse them. The script's exceptions and exit status are its own.
+its own folder first on ``sys.path``, as ``python SCRIPT ARGS`` would, so Python layer modules next to the
+script import as in pycaffe. A Python layer runs code a prototxt names, so it needs the documented opt-in:
+``--allow-python-layers`` here, or ``RECAFFE_ALLOW_PYTHON_LAYERS=1`` in the environment; without it the
+net's construction raises an error naming that opt-in (``--no-python-layers`` refuses even when the
+environment allows). The script's exceptions and exit status are its own.
 """
 import os
 import runpy
 import sys
 
-USAGE = "usage: pycaffe.py [--no-python-layers] SCRIPT [ARGS...]"
+USAGE = "usage: pycaffe.py [--allow-python-layers | --no-python-layers] SCRIPT [ARGS...]"
 
 
 def _ensure_repo_on_path():
@@ -25,11 +27,13 @@ def _ensure_repo_on_path():
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    allow_python = True
+    allow_python = None             # None: RECAFFE_ALLOW_PYTHON_LAYERS decides
     while argv and argv[0].startswith("--"):
         flag = argv.pop(0)
         if flag == "--no-python-layers":
             allow_python = False
+        elif flag == "--allow-python-layers":
+            allow_python = True
         elif flag in ("--help", "-h"):
             print(__doc__.strip())
             return 0

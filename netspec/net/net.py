@@ -260,6 +260,35 @@ class Net(nn.Module):
         for name, t in self.blobs.items():
             self.blob_shapes[name] = tuple(t.shape)
 
+    def reshape_layers(self, input_shapes=None, start=None, end=None):
+        """Caffe's Layer::Reshape over layers start..end (default: all), without computing anything:
+        each layer is set up for the shapes of its bottoms (the cached variants of ``_reshaped``) and
+        its top shapes propagate; ``blob_shapes`` gets the new shapes of the blobs those layers write.
+        Layers outside the range keep their setup, as Caffe reshapes only the layers a partial
+        Forward runs (net.cpp ForwardFromTo: Layer::Forward calls Reshape). ``input_shapes``: new
+        shapes of Input tops. A layer that cannot take its new bottoms raises (as Caffe's CHECKs).
+        Python layers get their user ``reshape``; splits pass shapes through; data layers keep theirs."""
+        i0 = self._layer_index(start) if start is not None else 0
+        i1 = self._layer_index(end) if end is not None else len(self._steps) - 1
+        shapes = self.blob_shapes
+        for name, shape in (input_shapes or {}).items():
+            shapes[name] = tuple(int(d) for d in shape)
+        for k in range(i0, i1 + 1):
+            s = self._steps[k]
+            if not s.bottoms:               # Input / data layers: their tops keep (or were given) shapes
+                continue
+            key = tuple(tuple(shapes[b]) for b in s.bottoms)
+            if s.key is not None:
+                tops = (self._reshaped(k, key) if key != s.key else s.layer).top_shapes
+            elif isinstance(s.layer, _ImplicitSplit):
+                tops = [key[0]] * len(s.tops)
+            else:
+                tops = _dynamic_top_shapes(s.layer, key)
+            for t, shape in zip(s.tops, tops):
+                if t != AUTO_TOP:
+                    shapes[t] = tuple(shape)
+        return shapes
+
     def _reshaped(self, k, key):
         """The layer of step k set up for bottom shapes ``key`` (Caffe's Reshape before Forward): the
         layer's setup is re-run without fillers and handed the existing blobs; variants are cached."""
@@ -359,3 +388,18 @@ def _as_tensor(v):
     if torch.is_tensor(v):
         return v
     return torch.as_tensor(v, dtype=torch.float32)
+
+
+def _dynamic_top_shapes(layer, bottom_shapes):
+    """Top shapes of a layer that shapes itself in forward (a Python layer) for new bottom shapes: its
+    user ``reshape(bottom, top)`` on zero-filled blobs, as Net::Reshape calls PythonLayer::Reshape."""
+    py = getattr(layer, "py", None)
+    if py is None:
+        with torch.no_grad():
+            return [tuple(t.shape) for t in layer(*[torch.zeros(s) for s in bottom_shapes])]
+    from .layers.python import Blob
+    bottom = [Blob(s) for s in bottom_shapes]
+    top = [Blob(s) for s in layer.top_shapes_now]
+    py.reshape(bottom, top)
+    layer.top_shapes_now = [t.shape for t in top]
+    return list(layer.top_shapes_now)
