@@ -232,18 +232,16 @@ class Net(BlobMemory):
 
     def reshape(self):
         """Net::Reshape: every layer is set up for the current input shapes and every blob takes its new
-        shape (blobs whose shape changed read zeros until the next forward); nothing is computed. A
-        layer that cannot take the new shapes raises, as Caffe's CHECKs do."""
+        shape; nothing is computed, and as Caffe's SyncedMemory the memory of a blob whose shape changed
+        is allocated (zeros) when it is next read or written. A layer that cannot take the new shapes
+        raises, as Caffe's CHECKs do."""
         tnet = self.torch_net
         self._shaped_for = None
         self._shape_layers(0, len(self._layer_names) - 1)
         for name in tnet.blob_names:
-            if name == AUTO_TOP or name in self._inputs:
-                continue
-            shape = tuple(tnet.blob_shapes[name])
-            if name not in tnet.blobs or tuple(tnet.blobs[name].shape) != shape:
-                tnet.blobs[name] = torch.zeros(shape)
-        self._sync_handed()
+            t = tnet.blobs.get(name)
+            if t is not None and name not in self._inputs and tuple(t.shape) != tuple(tnet.blob_shapes[name]):
+                del tnet.blobs[name]
 
     def set_input_arrays(self, data, labels):
         """Feed a MemoryData layer (the net's first layer) with N x C x H x W data and N labels."""
