@@ -261,18 +261,15 @@ class Net(nn.Module):
             self.blob_shapes[name] = tuple(t.shape)
 
     def reshape_layers(self, input_shapes=None, start=None, end=None):
-        """Caffe's Layer::Reshape over layers start..end (default: all), without computing anything:
-        each layer is set up for the shapes of its bottoms (the cached variants of ``_reshaped``) and
-        its top shapes propagate; ``blob_shapes`` gets the new shapes of the blobs those layers write.
-        Layers outside the range keep their setup, as Caffe reshapes only the layers a partial
-        Forward runs (net.cpp ForwardFromTo: Layer::Forward calls Reshape). ``input_shapes``: new
-        shapes of Input tops. A layer that cannot take its new bottoms raises (as Caffe's CHECKs).
-        Python layers get their user ``reshape``; splits pass shapes through; data layers keep theirs."""
+        """Caffe's Layer::Reshape over layers start..end (default all; net.cpp ForwardFromTo reshapes only
+        the layers it runs), computing nothing: each layer is set up for its bottoms' shapes (the cached
+        variants of ``_reshaped``; a Python layer by its user ``reshape``) and ``blob_shapes`` gets the
+        tops' new shapes. ``input_shapes``: new Input top shapes. A layer that cannot take its new
+        bottoms raises, as Caffe's CHECKs."""
         i0 = self._layer_index(start) if start is not None else 0
         i1 = self._layer_index(end) if end is not None else len(self._steps) - 1
         shapes = self.blob_shapes
-        for name, shape in (input_shapes or {}).items():
-            shapes[name] = tuple(int(d) for d in shape)
+        shapes.update((n, tuple(int(d) for d in v)) for n, v in (input_shapes or {}).items())
         for k in range(i0, i1 + 1):
             s = self._steps[k]
             if not s.bottoms:               # Input / data layers: their tops keep (or were given) shapes
@@ -391,15 +388,13 @@ def _as_tensor(v):
 
 
 def _dynamic_top_shapes(layer, bottom_shapes):
-    """Top shapes of a layer that shapes itself in forward (a Python layer) for new bottom shapes: its
-    user ``reshape(bottom, top)`` on zero-filled blobs, as Net::Reshape calls PythonLayer::Reshape."""
+    """Top shapes of a self-shaping (Python) layer for new bottoms: its user ``reshape`` on zero blobs."""
     py = getattr(layer, "py", None)
     if py is None:
         with torch.no_grad():
             return [tuple(t.shape) for t in layer(*[torch.zeros(s) for s in bottom_shapes])]
     from .layers.python import Blob
-    bottom = [Blob(s) for s in bottom_shapes]
     top = [Blob(s) for s in layer.top_shapes_now]
-    py.reshape(bottom, top)
+    py.reshape([Blob(s) for s in bottom_shapes], top)
     layer.top_shapes_now = [t.shape for t in top]
     return list(layer.top_shapes_now)
