@@ -10,18 +10,20 @@ Keyword values follow pycaffe's assign_proto (python/caffe/net_spec.py) with che
 sub-message, list/tuple -> repeated field, a scalar for a repeated field -> one element; enums take ints
 (`P.Solver.GPU`) or names ('GPU'); sub-messages also take a message (or, for *net_param, a NetSpec).
 
-Printing: `to_prototxt(msg)` is pycaffe's `str(msg)` except that floats are the shortest decimal that reads
-back to the same float32 (`0.01`, where protobuf 3 printed `0.009999999776482582`). Plain `str(msg)` under
-protobuf >= 4 (upb) prints 6-or-9 significant digits and raw UTF-8, and text_format.MessageToString starts
-at 6 digits (`3.00018e-42` for 3e-42), so the printer is ours: text_format's layout, our float spelling.
+Printing: `to_prototxt(msg)` is the text pycaffe's NetSpec gives on the protobuf the project installs:
+protobuf's own `text_format.MessageToString(msg)` (field-number order, two-space indent, octal escapes for
+non-ASCII, floats as text_format spells them: `mean_value: 104.0`, `alpha: 0.0001`). Caffe reads every
+spelling back to the same float32. (Under the upb backend plain `str(msg)` prints `104` for 104.0; the
+shortest-float32 printer of recaffe.protos.printer stays for the files Caffe's C++ tools write.)
 """
 import os
 
+from google.protobuf import text_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from recaffe.protos import caffe_pb2
-from recaffe.protos.printer import message_to_text, shortest_float32  # noqa: F401 (re-exported)
+from recaffe.protos.printer import shortest_float32  # noqa: F401 (re-exported)
 from recaffe.protos.errors import NetError, RecaffeError, SolverError
 from recaffe.protos.files import atomic_write
 
@@ -114,13 +116,13 @@ def assign_fields(msg, name, value, where=None, error=NetError):
 # ---------------------------------------------------------------- printing and writing
 
 def to_prototxt(msg):
-    """Prototxt text of any message (or NetSpec, Top, SolverSpec): pycaffe's str(msg) -- text_format
-    layout, octal escapes for non-ASCII -- except floats, printed by shortest_float32."""
+    """Prototxt text of any message (or NetSpec, Top, SolverSpec), byte for byte what pycaffe's
+    ``str(n.to_proto())`` prints through protobuf's text_format (see the module docstring)."""
     if not isinstance(msg, Message) and hasattr(msg, "to_proto"):
         msg = msg.to_proto()        # NetSpec, Top, SolverSpec
     if not isinstance(msg, Message):
         raise RecaffeError(f"to_prototxt: expected a protobuf message, NetSpec or SolverSpec, got {type(msg).__name__}")
-    return message_to_text(msg)
+    return text_format.MessageToString(msg)
 
 
 def write(msg, path):

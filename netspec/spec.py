@@ -17,11 +17,12 @@ Behaviour reproduced from python/caffe/net_spec.py (Caffe 1.0; summed up in caff
   * `ntop` (default 1) and `in_place` are consumed by the DSL; names are the NetSpec attribute names, or
     `<Type><k>` with one counter per type name, allocated as layers are emitted depth-first.
 Unlike pycaffe, a bad keyword raises NetError at the `L.<Type>(...)` call naming the type and the valid
-fields; the layer list is emitted without recursion, so very deep nets do not hit Python's stack limit.
+fields; an input that is not a Top raises a NetError that is also a TypeError (what pycaffe raises); the layer list is emitted without recursion, so very deep nets do not hit Python's stack limit.
 
 Printing and writing (`to_prototxt`, `write`) and the solver builder (`solver`, `SolverSpec`) live in
-netspec/solverspec.py and are re-exported here: use `to_prototxt(n.to_proto())`, not `str(...)`, for text
-equal to pycaffe's (floats aside: shortest float32 spelling).
+netspec/solverspec.py and are re-exported here: `to_prototxt(n.to_proto())` is the text pycaffe prints
+through protobuf's text_format, byte for byte (under protobuf's upb backend plain `str(...)` spells floats
+differently, `104` for 104.0).
 """
 import operator
 from collections import Counter, OrderedDict
@@ -94,6 +95,10 @@ def assign_proto(proto, name, val):
 
 # ---------------------------------------------------------------- the DSL
 
+class NotATopError(NetError, TypeError):
+    """A layer input that is not a Top (pycaffe raises TypeError; a NetError too, for recaffe's CLI)."""
+
+
 class Top:
     """Output number `n` of the layer (Function) `fn`."""
 
@@ -117,7 +122,7 @@ class Function:
         for i, inp in enumerate(inputs):
             if not isinstance(inp, Top):
                 hint = " (unpack a tuple of tops with *)" if isinstance(inp, (tuple, list)) else ""
-                raise NetError(f"L.{type_name}: input {i} is not a Top (type is {type(inp).__name__}){hint}")
+                raise NotATopError(f"L.{type_name}: input {i} is not a Top (type is {type(inp).__name__}){hint}")
         self.inputs = tuple(inputs)
         self.params = dict(params)
         ntop = self.params.pop("ntop", 1)

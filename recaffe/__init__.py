@@ -14,7 +14,9 @@ from recaffe.netspec.spec import NetSpec, layers, params, to_proto  # noqa: F401
 
 from . import io, draw  # noqa: F401
 from ._mode import (set_mode_cpu, set_mode_gpu, set_device, set_random_seed, solver_count,  # noqa: F401
-                    solver_rank, init_log)
+                    solver_rank, set_solver_count, set_solver_rank, set_multiprocess, has_nccl, init_log, log,
+                    Timer)
+from ._refused import refused_class as _refused_class
 from .net import Net  # noqa: F401
 from .pysolver import (get_solver, SGDSolver, NesterovSolver, AdaGradSolver, RMSPropSolver,  # noqa: F401
                      AdaDeltaSolver, AdamSolver)
@@ -22,6 +24,7 @@ from .classifier import Classifier  # noqa: F401
 from .detector import Detector  # noqa: F401
 
 __version__ = "1.0.0"
+NCCL = _refused_class("caffe.NCCL")
 
 
 def layer_type_list():

@@ -3,8 +3,8 @@ resolve to recaffe, for legacy scripts run unchanged (tools/pycaffe.py).
 
 A meta-path finder answers for ``caffe`` and every ``caffe.<sub>`` by importing ``recaffe.<sub>`` and
 handing back that very module object, so both names share one module (one Net class, one caffe_pb2).
-pycaffe-only submodules recaffe does not have (``caffe.detector``, ``caffe.coord_map``) stay
-unresolvable, with the usual ModuleNotFoundError.
+Every pycaffe submodule (classifier, coord_map, detector, draw, io, net_spec, proto, pycaffe) has its
+recaffe counterpart; a name recaffe lacks stays unresolvable, with the usual ModuleNotFoundError.
 """
 import importlib
 import importlib.abc

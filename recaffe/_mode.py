@@ -7,12 +7,13 @@ CUDA is available, says so (nets can be moved with ``net.torch_net.to('cuda')`` 
 modules); without CUDA it warns once and stays on the CPU. Either way scripts written for GPU Caffe run.
 """
 import random
+import time
 import warnings
 
 import numpy as np
 import torch
 
-_state = {"mode": "CPU", "device": 0, "warned": False}
+_state = {"mode": "CPU", "device": 0, "warned": False, "solver_count": 1, "solver_rank": 0, "multiprocess": False}
 
 
 def set_mode_cpu():
@@ -54,11 +55,59 @@ def set_random_seed(seed):
 
 
 def solver_count():
-    return 1
+    """Caffe::solver_count: what set_solver_count recorded (1 by default)."""
+    return _state["solver_count"]
+
+
+def set_solver_count(count):
+    _state["solver_count"] = int(count)
 
 
 def solver_rank():
-    return 0
+    """Caffe::solver_rank: what set_solver_rank recorded (0 by default)."""
+    return _state["solver_rank"]
+
+
+def set_solver_rank(rank):
+    _state["solver_rank"] = int(rank)
+
+
+def set_multiprocess(flag):
+    """Caffe::set_multiprocess: recorded only (recaffe trains in one process; see caffe.NCCL)."""
+    _state["multiprocess"] = bool(flag)
+
+
+def has_nccl():
+    """False: recaffe has no NCCL multi-GPU path (caffe.NCCL is refused with what to use instead)."""
+    return False
+
+
+def log(message):
+    """pycaffe's caffe.log: one INFO line in Caffe's log format (glog's LOG(INFO) << message)."""
+    from recaffe.solver.log import log as _log
+    _log(str(message), "_caffe.cpp:0")
+
+
+class Timer:
+    """pycaffe's caffe.Timer (a CPU wall-clock timer): start(), stop(), ms (milliseconds between them,
+    or up to now while running)."""
+
+    def __init__(self):
+        self._start = self._stop = None
+
+    def start(self):
+        self._start, self._stop = time.perf_counter(), None
+
+    def stop(self):
+        if self._start is not None and self._stop is None:
+            self._stop = time.perf_counter()
+
+    @property
+    def ms(self):
+        if self._start is None:
+            return 0.0
+        end = self._stop if self._stop is not None else time.perf_counter()
+        return (end - self._start) * 1000.0
 
 
 def init_log(*args, **kwargs):

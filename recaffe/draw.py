@@ -1,5 +1,9 @@
 """Net diagrams (pycaffe's ``caffe.draw``, python/caffe/draw.py) without pydot: we write Graphviz DOT
-text ourselves and call the ``dot`` program only to render PNG/SVG/PDF."""
+text ourselves and call the ``dot`` program only to render PNG/SVG/PDF.
+
+pycaffe's label helpers (get_layer_label, get_edge_label, get_layer_lr_mult, get_pooling_types_dict,
+choose_color_by_layertype) and style dicts are here with pycaffe's results; get_pydot_graph, which hands
+out a pydot object, is refused with a pointer to ``to_dot`` (the same graph as DOT text)."""
 import os
 import shutil
 import subprocess
@@ -10,6 +14,78 @@ from recaffe.protos.errors import RecaffeError
 LAYER_STYLE = {"shape": "record", "style": "filled", "fillcolor": "#6495ED"}
 BLOB_STYLE = {"shape": "octagon", "style": "filled", "fillcolor": "#E0E0E0"}
 NEURON_STYLE = {"shape": "record", "style": "filled", "fillcolor": "#90EE90"}
+LAYER_STYLE_DEFAULT, NEURON_LAYER_STYLE = dict(LAYER_STYLE), dict(NEURON_STYLE)   # pycaffe's names
+
+_LR_LAYERS = ("Convolution", "Deconvolution", "InnerProduct")
+
+
+def get_pooling_types_dict():
+    """{number: name} of PoolingParameter.PoolMethod ({0: 'MAX', 1: 'AVE', 2: 'STOCHASTIC'})."""
+    from recaffe.protos import caffe_pb2
+    return {v.number: v.name for v in caffe_pb2.PoolingParameter.PoolMethod.DESCRIPTOR.values}
+
+
+def get_edge_label(layer):
+    """The label of a layer's output edges: 'Batch N' for Data, num_output for convolutions and inner
+    products, '""' (an empty DOT label) otherwise."""
+    if layer.type == "Data":
+        return f"Batch {layer.data_param.batch_size}"
+    if layer.type in ("Convolution", "Deconvolution"):
+        return str(layer.convolution_param.num_output)
+    if layer.type == "InnerProduct":
+        return str(layer.inner_product_param.num_output)
+    return '""'
+
+
+def get_layer_lr_mult(layer):
+    """(weight lr_mult, bias lr_mult) of a Convolution/Deconvolution/InnerProduct LayerParameter; an
+    unset ParamSpec counts 1.0. Other types, or more than two ParamSpecs, raise ValueError."""
+    if layer.type not in _LR_LAYERS:
+        raise ValueError(f"{layer.type} layers do not have a learning rate multiplier (only "
+                         f"{', '.join(_LR_LAYERS)})")
+    mults = [p.lr_mult for p in layer.param]
+    if len(mults) > 2:
+        raise ValueError(f"layer '{layer.name}': could not parse the learning rate multiplier ({len(mults)} "
+                         "param specs, at most 2)")
+    return tuple(mults + [1.0] * (2 - len(mults)))
+
+
+def get_layer_label(layer, rankdir, display_lrm=False):
+    """pycaffe's quoted node label: name, (type [pool method]), kernel/stride/pad for spatial layers and,
+    with ``display_lrm``, the lr multipliers; words separated by ' ' for TB/BT layouts, by '\\n' else."""
+    sep = " " if rankdir in ("TB", "BT") else r"\n"
+    parts = [layer.name]
+    if layer.type == "Pooling":
+        parts.append(f"({layer.type} {get_pooling_types_dict()[layer.pooling_param.pool]})")
+    else:
+        parts.append(f"({layer.type})")
+    if layer.type == "Pooling":
+        p = layer.pooling_param
+        k, st, pad = p.kernel_size, p.stride, p.pad
+    elif layer.type in ("Convolution", "Deconvolution"):
+        p = layer.convolution_param
+        k = p.kernel_size[0] if len(p.kernel_size) else 1
+        st = p.stride[0] if len(p.stride) else 1
+        pad = p.pad[0] if len(p.pad) else 0
+    if layer.type in ("Convolution", "Deconvolution", "Pooling"):
+        parts.append(sep.join([f"kernel size: {k}", f"stride: {st}", f"pad: {pad}"]))
+    if display_lrm and layer.type in _LR_LAYERS:
+        w, b = get_layer_lr_mult(layer)
+        if w or b:
+            parts.append(f"lr mult: {w:.1f}, {b:.1f}")
+    return '"' + sep.join(parts) + '"'
+
+
+def choose_color_by_layertype(layertype):
+    """Node colour by layer type, as pycaffe picks it."""
+    return _color(layertype)
+
+
+def get_pydot_graph(caffe_net, rankdir, label_edges=True, phase=None, display_lrm=False):
+    """Refused: recaffe draws without pydot. ``to_dot(caffe_net, rankdir, label_edges, phase, display_lrm)``
+    gives the graph as DOT text (``pydot.graph_from_dot_data`` turns that into a pydot graph)."""
+    from ._refused import refuse
+    refuse("caffe.draw.get_pydot_graph")
 
 
 def _color(layer_type):

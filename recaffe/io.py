@@ -6,12 +6,40 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from recaffe.protos import caffe_pb2
-from recaffe.protos.blob import array_to_blobproto, array_to_datum, blobproto_to_array, datum_to_array  # noqa: F401
+from recaffe.protos import blob as _blob, caffe_pb2
+from recaffe.protos.blob import array_to_blobproto  # noqa: F401
+from recaffe.protos.errors import ProtoError
 
 
-# -- protos <-> arrays: blobproto_to_array, array_to_blobproto, datum_to_array, array_to_datum come from
-# protos.blob (one implementation; pycaffe's names, imported above) ---------------------------------
+# -- protos <-> arrays: one implementation in protos.blob; pycaffe's names and results here ----------
+class IOValueError(ProtoError, ValueError):
+    """A proto/array mismatch: pycaffe raises ValueError (numpy's reshape) for these."""
+
+
+def _as_value_error(fn, *args):
+    try:
+        return fn(*args)
+    except ProtoError as e:
+        raise IOValueError(str(e)) from None
+
+
+def blobproto_to_array(blob, return_diff=False):
+    """pycaffe's array of a BlobProto: legacy num/channels/height/width when any of them is set, else
+    ``shape``; float64, as pycaffe's np.array over the proto's floats gives (values are float32's)."""
+    return _as_value_error(_blob.blobproto_to_array, blob, return_diff).astype(np.float64)
+
+
+def datum_to_array(datum):
+    """(channels, height, width): uint8 from ``data``, else float64 from ``float_data`` (pycaffe)."""
+    arr = _as_value_error(_blob.datum_to_array, datum)
+    return arr if arr.dtype == np.uint8 else arr.astype(np.float64)
+
+
+def array_to_datum(arr, label=None):
+    """Datum of a 3-D array (uint8 -> ``data`` bytes, else ``float_data``); other ranks: ValueError."""
+    return _as_value_error(_blob.array_to_datum, arr, label)
+
+
 def arraylist_to_blobprotovector_str(arraylist):
     vec = caffe_pb2.BlobProtoVector()
     vec.blobs.extend([array_to_blobproto(a) for a in arraylist])

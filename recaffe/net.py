@@ -5,24 +5,23 @@
     net.blobs['data'].data[...] = images
     probs = net.forward()['prob']
 
-Blobs are live numpy views of torch tensors (see recaffe.blob): the facade keeps one persistent tensor
-per Input top (what ``net.blobs[<input>].data`` writes into and every forward reads); any other blob is
-handed out as the net's own tensor the first time and later forwards copy their values into that same
-tensor (a hook on the torch net, so solver steps count too), so arrays held across forwards stay live
-and values written into them feed a ``forward(start=...)``. Forward hooks on the layers record the
-tensor each blob's diff comes from: for an in-place chain (conv1 -> relu1 -> conv1) the diff is the
-gradient at the first tensor of the chain, as Caffe's shared diff memory ends up holding after
-backward; implicit Split tops are made distinct views so each branch has its own diff.
+Blobs are live numpy views of torch tensors; their memory and the per-layer records of the last forward
+are in recaffe._memory. As in Caffe, a forward sets up (reshapes) only the layers it runs, so after a
+new input shape ``forward(end=L)`` works even when layers past L could not take it; ``backward`` is
+Caffe's layer-by-layer BackwardFromTo from the diffs the blobs hold, hand-set ones included
+(recaffe._backward). ``before_forward``/``after_forward``/``before_backward``/``after_backward`` take
+callables called with each layer's index around its forward/backward, as pycaffe's do.
 """
 import collections
 
 import numpy as np
 import torch
 
-from recaffe.netspec.net.net import AUTO_TOP, Net as _TorchNet, _ImplicitSplit
-from recaffe.protos import caffe_pb2
+from recaffe.netspec.net.net import AUTO_TOP, Net as _TorchNet
+from recaffe.netspec.net.params import raw_blob
 from recaffe.protos.errors import NetError
-from . import _batching
+from . import _backward, _batching
+from ._memory import BlobMemory
 from .blob import Blob, LayerView
 
 TRAIN, TEST = 0, 1
@@ -60,7 +59,7 @@ def _parse_args(args, kwargs):
     return weights, _phase_name(phase), int(level), tuple(stages or ())
 
 
-class Net:
+class Net(BlobMemory):
     """pycaffe's Net; ``net.torch_net`` is the underlying ``netspec.Net`` (an ``nn.Module``)."""
 
     def __init__(self, network_file, *args, **kwargs):
@@ -79,12 +78,12 @@ class Net:
         self._attach(torch_net)
         return self
 
-    def _attach(self, tnet, inputs=None):
+    def _attach(self, tnet):
         self.torch_net = tnet
         tnet._pycaffe_facade = self
-        self._inputs = inputs or {n: torch.zeros(tnet.blob_shapes[n]) for n in tnet.inputs}
-        self._built_shapes = {n: tuple(tnet.blob_shapes[n]) for n in tnet.inputs}
-        self._diff_src, self._diffs, self._layer_out = {}, {}, {}
+        self._init_memory(tnet)
+        self._callbacks = {k: [] for k in ("before_forward", "after_forward", "before_backward", "after_backward")}
+        self._need = None
         names = [n for n in tnet.blob_names if n != AUTO_TOP]
         self.blobs = collections.OrderedDict((n, Blob(self, n)) for n in names)
         # a Python layer is handed out as the user's own object, as pycaffe does
@@ -99,10 +98,6 @@ class Net:
         for n, w in self.blob_loss_weights.items():   # Caffe: a loss top's diff holds its loss weight
             if w:
                 self._diffs[n] = torch.full(tnet.blob_shapes[n], w)
-        self._handed = {}
-        for i, layer in enumerate(tnet.layers):
-            layer.register_forward_hook(self._make_hook(i))
-        tnet.register_forward_hook(self._sync_handed)
 
     # -- pycaffe attributes ------------------------------------------------------------------------
     @property
@@ -121,107 +116,19 @@ class Net:
     def phase(self):
         return TRAIN if self.torch_net.phase == "TRAIN" else TEST
 
-    # -- tensors behind the blob views -------------------------------------------------------------
-    def _blob_tensor(self, name):
-        """The tensor behind ``net.blobs[name].data``. The first time a blob is handed out this is the
-        net's own tensor; later forwards bring their new values into that same tensor (_sync_handed), so
-        an array held across forwards stays live, as Caffe's blob memory does."""
-        if name in self._inputs:
-            return self._inputs[name]
-        blobs = self.torch_net.blobs
-        if name not in blobs:
-            if name not in self.torch_net.blob_shapes:
-                raise KeyError(name)
-            blobs[name] = torch.zeros(self.torch_net.blob_shapes[name])
-        held = self._handed.get(name)
-        current = blobs[name]
-        if held is None or tuple(held.shape) != tuple(current.shape):
-            held = self._handed[name] = current.detach()
-        return held
+    # -- callbacks (pycaffe's before_forward ... after_backward) -----------------------------------
+    def before_forward(self, callback):
+        """Call ``callback(i)`` before layer i's forward, in every forward of this net."""
+        self._callbacks["before_forward"].append(callback)
 
-    def _sync_handed(self, module=None, args=None, output=None):
-        """After every forward of the torch net (ours or a solver's): refresh the handed-out arrays."""
-        blobs = self.torch_net.blobs
-        with torch.no_grad():
-            for name, held in self._handed.items():
-                t = blobs.get(name)
-                if t is None or held.data_ptr() == t.data_ptr():
-                    continue
-                if tuple(held.shape) == tuple(t.shape):
-                    held.copy_(t.detach())
-                else:
-                    self._handed[name] = t.detach()
+    def after_forward(self, callback):
+        self._callbacks["after_forward"].append(callback)
 
-    def _push_handed(self):
-        """Before a partial forward: values written into handed-out arrays go into the net's tensors
-        (through .data, so the autograd graph is kept and backward sees them, as in Caffe)."""
-        blobs = self.torch_net.blobs
-        for name, held in self._handed.items():
-            t = blobs.get(name)
-            if t is not None and held.data_ptr() != t.data_ptr() and tuple(held.shape) == tuple(t.shape):
-                t.data.copy_(held)
+    def before_backward(self, callback):
+        self._callbacks["before_backward"].append(callback)
 
-    def _blob_diff(self, name):
-        """The tensor behind ``net.blobs[name].diff``: one persistent tensor per blob, refreshed from the
-        gradient of the last backward (ours or a solver's)."""
-        shape = tuple(self._blob_tensor(name).shape)
-        d = self._diffs.get(name)
-        if d is None or tuple(d.shape) != shape:
-            d = self._diffs[name] = torch.zeros(shape)
-        src = self._diff_src.get(name)
-        if src is not None and src.grad is not None and tuple(src.grad.shape) == shape:
-            d.copy_(src.grad)
-            src.grad = None
-        return d
-
-    def _reshape_blob(self, name, shape):
-        tnet = self.torch_net
-        if name in self._inputs:
-            if tuple(self._inputs[name].shape) != shape:
-                self._inputs[name] = torch.zeros(shape)
-        else:
-            tnet.blobs[name] = torch.zeros(shape)
-            tnet.blob_shapes[name] = shape
-
-    def _sync_input_shapes(self):
-        """Layers are built for fixed bottom shapes; when an input blob was given a new shape, rebuild the
-        torch net for it (Input shapes changed), keeping the very same parameter tensors (Net::Reshape)."""
-        changed = {n: tuple(t.shape) for n, t in self._inputs.items() if tuple(t.shape) != self._built_shapes[n]}
-        if not changed:
-            return
-        old = self.torch_net
-        param = caffe_pb2.NetParameter()
-        param.CopyFrom(old.net_param)
-        for lp in param.layer:
-            if lp.type != "Input" or not any(t in changed for t in lp.top):
-                continue
-            shapes = [list(lp.input_param.shape[i if len(lp.input_param.shape) > 1 else 0].dim)
-                      for i in range(len(lp.top))]
-            del lp.input_param.shape[:]
-            for t, dims in zip(lp.top, shapes):
-                lp.input_param.shape.add().dim.extend(changed.get(t, dims))
-        new = _TorchNet(param, phase=old.phase, stages=tuple(old.state.stage), level=old.state.level)
-        new.share_with(old)
-        new.train(old.training)
-        self._attach(new, self._inputs)
-
-    def _make_hook(self, i):
-        step = self.torch_net.steps[i]
-
-        def hook(module, args, output):
-            out = list(output)
-            if isinstance(module, _ImplicitSplit):   # one autograd node per branch: per-branch diffs
-                out = [o.view_as(o) for o in out]
-            for j, top in enumerate(step.tops):
-                if top == AUTO_TOP or j >= len(out):
-                    continue
-                if not (j < len(step.bottoms) and step.bottoms[j] == top):
-                    self._diff_src[top] = out[j]
-                if out[j].requires_grad and not out[j].is_leaf:
-                    out[j].retain_grad()
-            self._layer_out[i] = out
-            return out
-        return hook
+    def after_backward(self, callback):
+        self._callbacks["after_backward"].append(callback)
 
     # -- running -----------------------------------------------------------------------------------
     def _layer_index(self, name):
@@ -242,35 +149,52 @@ class Net:
 
     def forward(self, blobs=None, start=None, end=None, **kwargs):
         """Run layers start..end (inclusive) and return {blob: data array} for the net outputs (or the
-        tops of ``end``) plus ``blobs``; keyword arguments are copied into the input blobs first."""
+        tops of ``end``) plus ``blobs``; keyword arguments are copied into the input blobs first. Only
+        the layers run are set up for new shapes (Net::ForwardFromTo)."""
         if kwargs:
             self._feed(kwargs)
-        self._sync_input_shapes()
         tnet = self.torch_net
+        i0 = self._layer_index(start) if start is not None else 0
+        i1 = self._layer_index(end) if end is not None else len(self._layer_names) - 1
+        self._shape_layers(i0, i1)
         if start is not None:
-            self._layer_index(start)
             for name in tnet.blob_names:
                 if name != AUTO_TOP and name not in tnet.blobs:
                     self._blob_tensor(name)
             self._push_handed()
-        if end is not None:
-            wanted = list(self.top_names[self._layer_names[self._layer_index(end)]])
-        else:
-            wanted = list(self.outputs)
+        self._mark_run(i0, i1)
         with torch.enable_grad():
-            tnet.forward(start=start, end=end, **self._inputs)
+            if any(self._callbacks[k] for k in ("before_forward", "after_forward")):
+                self._forward_layer_by_layer(i0, i1)
+            else:
+                tnet.forward(start=start, end=end, **self._inputs)
         self._sync_handed()
         for name, t in tnet.input_blobs.items():
             self._diff_src[name] = t
         for name in self._inputs:
             self._diff_src.setdefault(name, self._inputs[name])
+        wanted = list(self.top_names[self._layer_names[i1]]) if end is not None else list(self.outputs)
         return {n: self.blobs[n].data for n in collections.OrderedDict.fromkeys(wanted + list(blobs or []))}
 
+    def _forward_layer_by_layer(self, i0, i1):
+        """ForwardFromTo with callbacks: one layer per torch forward, callbacks around each."""
+        tnet, names = self.torch_net, self._layer_names
+        for k in range(i0, i1 + 1):
+            for fn in self._callbacks["before_forward"]:
+                fn(k)
+            if k == 0:
+                tnet.forward(end=names[0], **self._inputs)
+            else:
+                tnet.forward(start=names[k], end=names[k])
+            for fn in self._callbacks["after_forward"]:
+                fn(k)
+
     def backward(self, diffs=None, start=None, end=None, **kwargs):
-        """Back-propagate from layer ``start`` (default: the last) down to ``end`` (default: the first),
-        starting from the current top diffs (loss tops hold their loss weight); keyword arguments set
-        the diffs of the net outputs first. Returns {blob: diff array} for the inputs (or the bottoms of
-        ``end``) plus ``diffs``. Parameter diffs accumulate, as in Caffe, until a solver clears them."""
+        """Caffe's BackwardFromTo from layer ``start`` (default: the last) down to ``end`` (default: the
+        first), from the diffs the top blobs hold (a loss top's diff is its loss weight; a diff set by
+        hand is used as set); keyword arguments set the diffs of the net outputs first. Bottom diffs are
+        overwritten, parameter diffs accumulate until cleared (a solver step, clear_param_diffs).
+        Returns {blob: diff array} for the inputs (or the bottoms of ``end``) plus ``diffs``."""
         if kwargs:
             if set(kwargs) != set(self.outputs):
                 raise NetError(f"top diff arguments ({', '.join(sorted(kwargs))}) do not match the net "
@@ -280,53 +204,22 @@ class Net:
                 d[...] = np.asarray(value, dtype=np.float32)
         i_start = self._layer_index(start) if start is not None else len(self.layers) - 1
         i_end = self._layer_index(end) if end is not None else 0
-        roots, grads = self._roots(i_start, start is not None)
-        partial = start is not None or end is not None
-        only = self._range_inputs(i_end, i_start) if partial else None
-        if roots and (only or not partial):
-            torch.autograd.backward(roots, grads, retain_graph=True, inputs=only)
-        self._collect_diffs()
+        _backward.run(self, i_start, i_end)
         wanted = list(self.bottom_names[self._layer_names[i_end]]) if end is not None else list(self.inputs)
         return {n: self.blobs[n].diff for n in collections.OrderedDict.fromkeys(wanted + list(diffs or []))}
 
-    def _roots(self, i_start, from_layer):
-        tnet = self.torch_net
-        if from_layer:
-            step = tnet.steps[i_start]
-            pairs = [(self._layer_out.get(i_start, [None] * len(step.tops))[j], t) for j, t in enumerate(step.tops)
-                     if t != AUTO_TOP]
-        else:
-            names = list(self.outputs) + [n for n, w in self.blob_loss_weights.items() if w and n not in self.outputs]
-            pairs = [(tnet.blobs.get(n), n) for n in names]
-        roots, grads = [], []
-        for t, name in pairs:
-            if t is None or not t.requires_grad:
-                continue
-            roots.append(t)
-            grads.append(self._blob_diff(name).reshape(t.shape).clone())
-        return roots, grads
+    def _need_backward(self):
+        if self._need is None:
+            self._need = _backward.need_backward(self.torch_net)
+        return self._need
 
-    def _range_inputs(self, i_end, i_start):
-        """Tensors whose gradients a partial backward (layers i_end..i_start) computes."""
-        out, seen = [], set()
-        tnet = self.torch_net
-        for i in range(i_end, i_start + 1):
-            for p in tnet.layers[i].blobs:
-                if p.requires_grad and id(p) not in seen:
-                    seen.add(id(p))
-                    out.append(p)
-            for name in tnet.steps[i].bottoms:
-                t = self._diff_src.get(name)
-                if t is not None and t.requires_grad and id(t) not in seen:
-                    seen.add(id(t))
-                    out.append(t)
-        return out
-
-    def _collect_diffs(self):
-        for name, t in list(self._diff_src.items()):
-            if t.grad is not None:
-                self._blob_diff(name)   # copies the gradient into the blob's diff and clears it, so the
-                                        # next backward over the same forward starts from zero, as Caffe's
+    def clear_param_diffs(self):
+        """Zero every parameter diff in place (Net::ClearParamDiffs), so held diff arrays read 0."""
+        for layer in self.torch_net.layers:
+            for i in range(len(layer.blobs)):
+                p = raw_blob(layer, i)
+                if p.grad is not None:
+                    p.grad.zero_()
 
     def forward_all(self, blobs=None, **kwargs):
         return _batching.forward_all(self, blobs, **kwargs)
@@ -338,21 +231,17 @@ class Net:
         return _batching.batches(self, blobs)
 
     def reshape(self):
-        """Propagate the input shapes through the net (Net::Reshape): afterwards every blob has its new
-        shape. Runs the layers after the data layers once without autograd (data is not consumed)."""
-        self._sync_input_shapes()
+        """Net::Reshape: every layer is set up for the current input shapes and every blob takes its new
+        shape; nothing is computed, and as Caffe's SyncedMemory the memory of a blob whose shape changed
+        is allocated (zeros) when it is next read or written. A layer that cannot take the new shapes
+        raises, as Caffe's CHECKs do."""
         tnet = self.torch_net
-        first = next((i for i, s in enumerate(tnet.steps) if not getattr(s.layer, "is_data", False)), None)
-        if first is None:
-            return
+        self._shaped_for = None
+        self._shape_layers(0, len(self._layer_names) - 1)
         for name in tnet.blob_names:
-            if name != AUTO_TOP:
-                self._blob_tensor(name)
-        with torch.no_grad():
-            tnet.forward(start=tnet.layer_names[first], **self._inputs)
-        self._sync_handed()
-        for name, t in tnet.blobs.items():
-            tnet.blob_shapes[name] = tuple(t.shape)
+            t = tnet.blobs.get(name)
+            if t is not None and name not in self._inputs and tuple(t.shape) != tuple(tnet.blob_shapes[name]):
+                del tnet.blobs[name]
 
     def set_input_arrays(self, data, labels):
         """Feed a MemoryData layer (the net's first layer) with N x C x H x W data and N labels."""

@@ -1,8 +1,9 @@
 """NetSpec DSL, prototxt printing, solver builder and the notebook model generators against pycaffe goldens.
 
 Goldens: tests/golden/dsl/, made by tests/oracle/make_dsl_goldens.py running tests/dsl_scripts/*.py in real
-pycaffe (protobuf 3.12). Texts are compared line by line: float tokens as float32 values (protobuf 3 printed
-17 digits, we print the shortest float32 spelling), everything else exactly.
+pycaffe (protobuf 3.12). Texts are compared byte for byte with pycaffe's text on the protobuf this project
+installs: the golden message printed by our protobuf's text_format (tests/pycaffe_text.py says why that is
+pycaffe's text and not our own printer's).
 """
 import glob
 import importlib.util
@@ -21,6 +22,9 @@ from recaffe.netspec import NetSpec, layers as L, params as P, to_proto
 from recaffe.netspec.spec import SolverSpec, solver, to_prototxt, write
 from recaffe.protos import caffe_pb2
 from recaffe.protos.errors import NetError, SolverError
+from recaffe.protos.printer import message_to_text
+
+from pycaffe_text import pycaffe_str, pycaffe_text
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden", "dsl")
@@ -39,30 +43,14 @@ def _golden(name):
         return f.read()
 
 
-def _f32(token):
-    """float32 value of a float token as Python prints floats ('104.0', '1e-05', 'inf'); None otherwise,
-    so integer fields still compare exactly."""
-    if not re.fullmatch(r"-?(\d+\.\d*(e[-+]\d+)?|\d+e[-+]\d+|inf|nan)", token):
-        return None
-    try:
-        return np.float32(float(token))
-    except ValueError:
-        return None
-
-
 def assert_same_text(ours, theirs):
-    """Line-by-line equality; `key: value` lines whose values differ must both be floats equal as float32."""
-    a, b = ours.splitlines(), theirs.splitlines()
-    assert len(a) == len(b), f"{len(a)} lines vs pycaffe's {len(b)}:\n{ours}"
-    for i, (x, y) in enumerate(zip(a, b), 1):
-        if x == y:
-            continue
-        kx, _, vx = x.partition(": ")
-        ky, _, vy = y.partition(": ")
-        fx, fy = _f32(vx), _f32(vy)
-        assert kx == ky and fx is not None and fy is not None, f"line {i}: {x!r} vs pycaffe {y!r}"
-        same = (np.isnan(fx) and np.isnan(fy)) or (fx == fy and np.signbit(fx) == np.signbit(fy))
-        assert same, f"line {i}: {x!r} vs pycaffe {y!r} (float32 {fx!r} != {fy!r})"
+    """``ours`` is byte for byte pycaffe's text of the golden ``theirs`` on the installed protobuf."""
+    want = pycaffe_text(theirs)
+    if ours != want:
+        a, b = ours.splitlines(), want.splitlines()
+        bad = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        raise AssertionError(f"line {bad + 1}: {a[bad] if bad < len(a) else '<end>'!r} vs pycaffe "
+                             f"{b[bad] if bad < len(b) else '<end>'!r}")
 
 
 def _build(stem):
@@ -146,28 +134,19 @@ def test_solver_builder_matches_pycaffe(name):
 
 # ------------------------------------------------------------- printing
 
-FLOAT_LINE = re.compile(r"^\s*\w+: (-?[0-9][0-9.e+-]*)$")
-
-
-def test_floats_are_shortest_float32_spelling():
-    """Every float token we print reads back to the same float32 and has no more significant digits than
-    the shortest float32 spelling (numpy's repr of the float32)."""
-    texts = [to_prototxt(m) for stem in ("features", "finetune_notebook", "solvers") for m in _build(stem).values()]
-    checked = 0
-    for line in "\n".join(texts).splitlines():
-        m = FLOAT_LINE.match(line)
-        if not m or not re.search(r"[.e]", m.group(1)):
-            continue
-        tok = m.group(1)
-        v = np.float32(float(tok))
-        digits = lambda s: len(re.sub(r"^0+", "", s.split("e")[0].replace("-", "").replace(".", "")).rstrip("0") or "0")
-        assert digits(tok) <= digits(repr(v.item()) if v == 0 else np.format_float_scientific(v, unique=True)), line
-        checked += 1
-    assert checked > 40
+def test_text_is_text_format_spelling():
+    """to_prototxt is protobuf's text_format on the installed protobuf: the issue's examples, integral floats
+    with '.0', text_format's 6-then-9-digit floats; and every value reads back to the same float32."""
     lenet_text = to_prototxt(lenet("x", 1))
     assert "    scale: 0.003921569\n" in lenet_text
     assert "    alpha: 0.0001\n" in to_prototxt(cn.style_net())
+    assert "    mean_value: 104.0\n" in to_prototxt(_build("features")["named"])
     assert "base_lr: 0.001\n" in to_prototxt(cn.solver("t"))
+    for stem in ("features", "finetune_notebook", "solvers"):
+        for msg in _build(stem).values():
+            text = to_prototxt(msg)
+            assert text == text_format.MessageToString(msg)
+            assert text_format.Parse(text, type(msg)()) == msg
 
 
 def test_shortest_float32_edges():
@@ -188,21 +167,31 @@ def test_shortest_float32_edges():
             len(np.format_float_scientific(x, unique=True).split("e")[0].replace("-", "").replace(".", "").strip("0"))
 
 
-def test_strings_escaped_as_pycaffe():
-    text = to_prototxt(_build("features")["spellings"])
-    assert 'source: "data/caf\\303\\251 \\"list\\".txt"' in text
+def test_strings_as_pycaffe_prints_them():
+    """text_format's escaping on protobuf 7: quotes, backslashes and control characters escaped, non-ASCII
+    as raw UTF-8 (protobuf 3.12 wrote octal escapes; both read back to the same bytes)."""
+    msg = _build("features")["spellings"]
+    text = to_prototxt(msg)
+    assert 'source: "data/caf\u00e9 \\"list\\".txt"' in text
     assert 'root_folder: "a\\\\b\\tc\\n"' in text
+    assert text_format.Parse(text, caffe_pb2.NetParameter()) == msg
 
 
-def test_printer_agrees_with_text_format_on_every_field_kind():
-    """Layout, ints, int64, bytes, strings, bools, enums, doubles as protobuf's text_format prints them
-    (as_utf8=False, pycaffe's escaping); floats equal as float32, and 3e-42 shorter than text_format's."""
+def test_prototxt_printer_agrees_with_text_format_on_every_field_kind():
+    """recaffe.protos.printer (the files Caffe's C++ tools write: upgraded nets, solver states): layout,
+    ints, int64, bytes, strings, bools, enums, doubles as text_format prints them with as_utf8=False;
+    floats equal as float32, and 3e-42 shorter than text_format's."""
     blob = caffe_pb2.BlobProto(num=1, double_data=[0.1, 1e-300], data=[0.1, 3e-42], shape=dict(dim=[2 ** 40]))
     datum = caffe_pb2.Datum(channels=1, data=b"\x00\xff\x10abc\"", float_data=[1.5], encoded=True)
     state = caffe_pb2.NetState(phase=caffe_pb2.TEST, stage=["\u00e9t\u00e9"])
     for msg in (blob, datum, state, _build("features")["net_fields"]):
-        assert_same_text(to_prototxt(msg), text_format.MessageToString(msg, as_utf8=False))
-    assert "data: 3e-42\n" in to_prototxt(blob) and "3.00018e-42" in text_format.MessageToString(blob)
+        ours, theirs = message_to_text(msg).splitlines(), text_format.MessageToString(msg, as_utf8=False).splitlines()
+        assert len(ours) == len(theirs)
+        for x, y in zip(ours, theirs):
+            if x != y:
+                (kx, vx), (ky, vy) = x.split(": "), y.split(": ")
+                assert kx == ky and np.float32(float(vx)) == np.float32(float(vy)), (x, y)
+    assert "data: 3e-42\n" in message_to_text(blob) and "3.00018e-42" in text_format.MessageToString(blob)
 
 
 def test_pycaffe_helpers():
@@ -254,6 +243,10 @@ MENTIONS = {
 }
 
 
+# Cases whose error is also an instance of the class pycaffe raised (a legacy `except TypeError:` works).
+SAME_CLASS_AS_PYCAFFE = {"not_a_top"}
+
+
 @pytest.mark.parametrize("case", sorted(_load("misuse").cases(L, P, NetSpec, to_proto, caffe_pb2)))
 def test_misuse_like_pycaffe_with_clear_errors(case):
     run = _load("misuse").cases(L, P, NetSpec, to_proto, caffe_pb2)[case]
@@ -264,6 +257,8 @@ def test_misuse_like_pycaffe_with_clear_errors(case):
     with pytest.raises(NetError) as e:
         run()
     msg = str(e.value)
+    if case in SAME_CLASS_AS_PYCAFFE:
+        assert want["raises"] in [c.__name__ for c in type(e.value).__mro__]
     assert "\n" not in msg
     for word in MENTIONS[case]:
         assert word in msg, f"{word!r} not in {msg!r}"

@@ -2,9 +2,9 @@
 (tests/legacy_scripts/fine_tuning_notebook.py), runs on a tiny generated flickr-like ImageData set:
 both solvers train, eval_style_net evaluates, disp_preds prints, and the notebook's own checks hold.
 
-Checks: the nets and solver it writes (str(n.to_proto()), str(s)) are pycaffe's texts (goldens of
-tests/golden/dsl/ from tests/oracle/make_dsl_goldens.py; floats compared as float32, since pycaffe's
-protobuf spells 0.01 as 0.009999999776482582); the zero-initialised classifier gives 20% per style and a
+Checks: the nets and solver it writes (str(n.to_proto()), str(s)) are byte for byte pycaffe's texts on the
+installed protobuf (goldens of tests/golden/dsl/ from tests/oracle/make_dsl_goldens.py, printed as
+tests/pycaffe_text.py explains); the zero-initialised classifier gives 20% per style and a
 first loss of ln 5; frozen layers keep the pretrained weights while the classifier learns; accuracies
 are multiples of 1 / (batch x test batches); the end-to-end phase changes conv1.
 """
@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 import recaffe as caffe
+from pycaffe_text import pycaffe_str
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PORT = os.path.join(HERE, "legacy_scripts", "fine_tuning_notebook.py")
@@ -69,19 +70,9 @@ def make_caffe_root(root):
 
 
 def same_text(ours, theirs):
-    """Line by line; a value may differ in spelling only when both are numbers equal as float32."""
-    a, b = ours.splitlines(), theirs.splitlines()
-    assert len(a) == len(b), f"{len(a)} lines vs pycaffe's {len(b)}:\n{ours}"
-    for i, (x, y) in enumerate(zip(a, b), 1):
-        if x == y:
-            continue
-        kx, _, vx = x.partition(": ")
-        ky, _, vy = y.partition(": ")
-        try:
-            fx, fy = np.float32(float(vx)), np.float32(float(vy))
-        except ValueError:
-            raise AssertionError(f"line {i}: {x!r} vs pycaffe {y!r}") from None
-        assert kx == ky and fx == fy, f"line {i}: {x!r} vs pycaffe {y!r}"
+    """``ours`` (what the script's str(message) wrote) is pycaffe's str() of the golden message."""
+    want = pycaffe_str(theirs)
+    assert ours == want, f"differs from pycaffe's text:\n{ours}"
 
 
 @pytest.fixture(scope="module")

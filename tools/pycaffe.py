@@ -1,12 +1,15 @@
 """Run an unchanged pycaffe script (Python 3) on recaffe.
 
-    tools/pycaffe [--no-python-layers] SCRIPT [ARGS...]      (or recaffe-pycaffe, python -m recaffe.tools.pycaffe)
+    tools/pycaffe [--allow-python-layers | --no-python-layers] SCRIPT [ARGS...]
+    (or recaffe-pycaffe, python -m recaffe.tools.pycaffe)
 
 The script's ``import caffe`` (and ``caffe.io``, ``caffe.proto.caffe_pb2``, ``from caffe import layers``)
 resolves to recaffe (recaffe._alias); it runs as ``__main__`` with ``sys.argv = [SCRIPT, ARGS...]`` and
-its own folder first on ``sys.path``, as ``python SCRIPT ARGS`` would. Python layers named by the
-script's nets are allowed, as in pycaffe (the script is code you chose to run anyway); pass
-``--no-python-layers`` to refuse them. Only flags before SCRIPT are pycaffe's (``--debug`` included);
+its own folder first on ``sys.path``, as ``python SCRIPT ARGS`` would, so Python layer modules next to the
+script import as in pycaffe. A Python layer runs code a prototxt names, so it needs the documented opt-in:
+``--allow-python-layers`` (or ``--python-layers``) here, or ``RECAFFE_ALLOW_PYTHON_LAYERS=1`` in the
+environment; without it the net's construction raises an error naming that opt-in (``--no-python-layers``
+refuses even when the environment allows). Only flags before SCRIPT are pycaffe's (``--debug`` included);
 the rest belong to the script. The script's exceptions and exit status are its own: an exception prints
 its traceback (from the script's frames on) and exits 1, as ``python SCRIPT`` does.
 """
@@ -20,7 +23,9 @@ from recaffe.tools._cli import FlagParser, run
 
 def parser():
     p = FlagParser("pycaffe", "run an unchanged pycaffe script on recaffe", interspersed=False)
-    p.add_flag("python-layers", True, bool, "allow the script's nets Python layers (--no-python-layers: refuse)")
+    p.add_flag("python-layers", False, bool, "allow the script's nets Python layers, which run code a prototxt "
+               "names (not given: RECAFFE_ALLOW_PYTHON_LAYERS decides; --no-python-layers refuses)")
+    p.add_flag("allow-python-layers", False, bool, "the same as --python-layers")
     p.add_argument("script", metavar="SCRIPT", help="the pycaffe script")
     p.add_argument("args", nargs="*", metavar="ARGS", help="its arguments")
     return p
@@ -35,7 +40,13 @@ def _print_script_traceback(e, script):
 
 
 def main(argv=None):
-    a = parser().parse_args(argv)
+    p = parser()
+    a = p.parse_args(argv)
+    allow = None                     # not given: RECAFFE_ALLOW_PYTHON_LAYERS decides
+    if "python_layers" in p.given:
+        allow = a.python_layers
+    if "allow_python_layers" in p.given and a.allow_python_layers:
+        allow = True
     if not os.path.isfile(a.script):
         raise FileNotFoundError(2, "no such script", a.script)
     here = os.path.dirname(os.path.abspath(__file__))
@@ -43,7 +54,7 @@ def main(argv=None):
     from recaffe._alias import install_caffe_alias
     from recaffe.netspec.net.layers.python import allow_python_layers
     install_caffe_alias()
-    allow_python_layers(a.python_layers)
+    allow_python_layers(allow)
     sys.argv = [a.script] + list(a.args)
     sys.path.insert(0, os.path.dirname(os.path.abspath(a.script)))
     try:

@@ -121,6 +121,7 @@ def _worker_init(job, arena):
     are the parallelism)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})   # blocked by the parent
     cv2().setNumThreads(1)
     tune_malloc()
     _WORKER.update(job=job, arena=arena)
@@ -141,7 +142,15 @@ class _Parallel:
         self.entries, self.slots = entries, 3 * workers
         self.chunk = max(1, min(16, (4 << 20) // per_item, len(entries) // (4 * workers)))
         self.arena = _Arena(self.slots, max(4 << 20, self.chunk * per_item))
-        self.pool = multiprocessing.get_context("fork").Pool(workers, _worker_init, (job, self.arena))
+        self.done = False
+        # SIGTERM/SIGINT blocked while forking: a worker killed by Pool.terminate() before _worker_init
+        # put back the default action would run the parent's KeyboardInterrupt handler instead and could
+        # be left waiting on the task queue's lock (the parent then waits on it forever)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            self.pool = multiprocessing.get_context("fork").Pool(workers, _worker_init, (job, self.arena))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def __iter__(self):
         import collections
@@ -160,9 +169,14 @@ class _Parallel:
             for key, v, line, info in pending.popleft().get():
                 yield key, (None if v is None else self.arena.value(v)), line, info
             submit()           # the slot just read is free again
+        self.done = True
 
     def close(self):
-        self.pool.terminate()
+        """All results read: the workers finish through the task queue (no signal); else terminate."""
+        if self.done:
+            self.pool.close()
+        else:
+            self.pool.terminate()
         self.pool.join()
         self.arena.close()
 

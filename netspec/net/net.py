@@ -202,6 +202,32 @@ class Net(nn.Module):
         for name, t in self.blobs.items():
             self.blob_shapes[name] = tuple(t.shape)
 
+    def reshape_layers(self, input_shapes=None, start=None, end=None):
+        """Caffe's Layer::Reshape over layers start..end (default all; net.cpp ForwardFromTo reshapes only
+        the layers it runs), computing nothing: each layer is set up for its bottoms' shapes (the cached
+        variants of ``_reshaped``; a Python layer by its user ``reshape``) and ``blob_shapes`` gets the
+        tops' new shapes. ``input_shapes``: new Input top shapes. A layer that cannot take its new
+        bottoms raises, as Caffe's CHECKs."""
+        i0 = self._layer_index(start) if start is not None else 0
+        i1 = self._layer_index(end) if end is not None else len(self.steps) - 1
+        shapes = self.blob_shapes
+        shapes.update((n, tuple(int(d) for d in v)) for n, v in (input_shapes or {}).items())
+        for k in range(i0, i1 + 1):
+            s = self.steps[k]
+            if not s.bottoms:               # Input / data layers: their tops keep (or were given) shapes
+                continue
+            key = tuple(tuple(shapes[b]) for b in s.bottoms)
+            if s.key is not None:
+                tops = (self._reshaped(k, key) if key != s.key else s.layer).top_shapes
+            elif isinstance(s.layer, _ImplicitSplit):
+                tops = [key[0]] * len(s.tops)
+            else:
+                tops = _dynamic_top_shapes(s.layer, key)
+            for t, shape in zip(s.tops, tops):
+                if t != AUTO_TOP:
+                    shapes[t] = tuple(shape)
+        return shapes
+
     def _reshaped(self, k, key):
         """The layer of step k set up for bottom shapes ``key`` (Caffe's Reshape before Forward): the
         layer is built again for these shapes holding the existing blobs (Layer.rebuilt: nothing
@@ -271,3 +297,16 @@ def _as_tensor(v):
     if torch.is_tensor(v):
         return v
     return torch.as_tensor(v, dtype=torch.float32)
+
+
+def _dynamic_top_shapes(layer, bottom_shapes):
+    """Top shapes of a self-shaping (Python) layer for new bottoms: its user ``reshape`` on zero blobs."""
+    py = getattr(layer, "py", None)
+    if py is None:
+        with torch.no_grad():
+            return [tuple(t.shape) for t in layer(*[torch.zeros(s) for s in bottom_shapes])]
+    from .layers.python import Blob
+    top = [Blob(s) for s in layer.top_shapes_now]
+    py.reshape([Blob(s) for s in bottom_shapes], top)
+    layer.top_shapes_now = [t.shape for t in top]
+    return list(layer.top_shapes_now)
