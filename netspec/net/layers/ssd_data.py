@@ -75,6 +75,7 @@ class AnnotatedData(Layer):
             self.top_shapes.append((1, 1, max(boxes, 1), 8) if self.anno_type is not None else (self.batch_size,))
         self.seed = int(torch.randint(0, 2 ** 62, ()).item())
         self._rng, self._pos = None, 0
+        self.last_crops = []
         self.register_buffer("_device_probe", torch.empty(0), persistent=False)
 
     def _check_transform(self, tp):
@@ -147,7 +148,9 @@ class AnnotatedData(Layer):
         return decode_hwc(encode_hwc(img, "jpg", where), self.mode, where) if encoded else img
 
     def augment(self, rng, rec, where):
-        """Distortion, expansion and batch sampling of one record: (image, groups, encoded)."""
+        """Distortion, expansion and batch sampling of one record: (image, groups, encoded); the
+        chosen crop (normalized, before clipping) is appended to ``last_crops`` (None: no crop)."""
+        chosen = None
         img, groups, enc = self._image(rec, where), self.groups(rec), rec.datum.encoded
         if self.distort is not None and enc:
             img = self._rejpeg(S.distort(rng, img, self.distort, cv2()), enc, where)
@@ -162,9 +165,10 @@ class AnnotatedData(Layer):
         if self.samplers:
             boxes = S.batch_samples(rng, groups, self.samplers)
             if boxes:
-                box = boxes[int(rng.integers(len(boxes)))]
+                box = chosen = boxes[int(rng.integers(len(boxes)))]
                 img = self._rejpeg(np.ascontiguousarray(S.crop_pixels(img, box)), enc, where)
                 groups = S.transform_annotations(groups, S.clip_box(box), emit=self.emit)
+        self.last_crops.append(chosen)
         return img, groups, enc
 
     def transform(self, rng, img, groups, encoded, out):
@@ -214,6 +218,7 @@ class AnnotatedData(Layer):
         rng = self._rng
         data = np.empty(self.top_shapes[0], np.float32)
         rows, labels = [], []
+        self.last_crops = []
         for item in range(self.batch_size):
             rec, where = self._record(self._pos)
             self._pos = (self._pos + 1) % len(self.reader)

@@ -93,12 +93,12 @@ def match_boxes(gt, preds, label, match_type, threshold, ignore_cross_boundary):
         best[i] = ov[i, j]
         pool[j] = False
     if match_type == PER_PREDICTION:
-        cand = np.where(pos & (ov >= np.float32(threshold)), ov, np.float32(-1))
-        for i in np.flatnonzero(idx == -1):
-            j = int(np.argmax(cand[i]))
-            if cand[i, j] > -1:
-                idx[i] = keep[j]
-                best[i] = ov[i, j]
+        free = np.flatnonzero(idx == -1)
+        cand = np.where(pos[free] & (ov[free] >= np.float32(threshold)), ov[free], np.float32(-1))
+        j = np.argmax(cand, 1)                         # the first of equal overlaps
+        hit = cand[np.arange(len(free)), j] > -1
+        idx[free[hit]] = keep[j[hit]]
+        best[free[hit]] = ov[free[hit], j[hit]]
     return idx, best
 
 
