@@ -25,7 +25,7 @@ from recaffe.netspec.net.layers.ssd_data import annotated_datum, label_map
 from recaffe.netspec.net.layers.ssd_train import MultiBoxLoss
 from recaffe.netspec.net.net import Net
 from recaffe.protos import caffe_pb2, io, printer
-from recaffe.protos.errors import NetError
+from recaffe.protos.errors import DataError, NetError
 from recaffe.protos.forks import set_layer_param
 from recaffe.protos.forkschema import ssd_pb2
 from test_solver_helpers import one_thread
@@ -461,3 +461,18 @@ def test_vgg_ssd_train_net_builds_and_runs(tmp_path):
         assert np.isfinite(net.loss.item()) and net.loss.item() > 0
         net.backward()
     assert net.params["conv4_3_norm"][0].grad.abs().sum() > 0
+
+
+def test_annotated_data_bad_inputs_name_the_layer(tmp_path):
+    src = _db(tmp_path / "db", [annotated_datum(array_to_datum(_images()[0]), REC0)])
+    with pytest.raises(NetError, match="layer 'data'.*FIT_SMALL_SIZE is not supported; valid: WARP"):
+        _data_net(tmp_path, src, 1, "resize_param { height: 2 width: 3 resize_mode: FIT_SMALL_SIZE }")
+    # a raw record cropped by batch sampling no longer fits the data top (the fork does not resize raw data)
+    net = _data_net(tmp_path, src, 1, "", "batch_sampler { sampler { min_scale: 0.5 max_scale: 0.5 } max_trials: 1 }")
+    with pytest.raises(DataError, match="layer 'data'.*does not fit the data top 3x4x6"):
+        net()
+    (tmp_path / "junk").mkdir()
+    with LMDBWriter(str(tmp_path / "junk" / "db")) as w:
+        w.put(b"0", b"\xff\xff\xff")
+    with pytest.raises(DataError, match="record 0: not a serialized AnnotatedDatum"):
+        _data_net(tmp_path, str(tmp_path / "junk" / "db"), 1)

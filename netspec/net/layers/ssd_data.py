@@ -19,7 +19,8 @@ labels (batch,), as the fork. label_map_file is not read (the fork keeps it unus
 
 Randomness: a numpy generator seeded from torch's global generator when the layer is built (set
 ``layer.seed`` before the first forward to choose it). Batches are made in the calling thread.
-Not supported (a clear error): resize modes other than WARP, noise_param with prob > 0, float_data
+A mean_file is subtracted at each pixel's source position (BVLC's rule; the fork's cv::Mat path
+was not checked for it; SSD nets use mean_value). Not supported (a clear error): resize modes other than WARP, noise_param with prob > 0, float_data
 records, expand_param with mean_file.
 """
 import numpy as np
