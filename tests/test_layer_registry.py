@@ -97,7 +97,7 @@ MINIMAL = {
 
 # The fork families (issue #15) are checked layer by layer against OpenCV DNN and closed forms in
 # tests/test_layers_forks.py; their MINIMAL entries are not written yet.
-FORK_FAMILIES = ("ssd", "ssd_detection", "mobilenet", "segnet", "pspnet", "rcnn", "senet")
+FORK_FAMILIES = ("ssd", "ssd_detection", "ssd_train", "ssd_data", "mobilenet", "segnet", "pspnet", "rcnn", "senet")
 
 
 def builtin_types():
