@@ -19,6 +19,7 @@ Class attributes describing top/bottom counts (None = unchecked), as Caffe's Exa
 import torch
 from torch import nn
 
+from recaffe.protos import limits
 from recaffe.protos.errors import NetError
 
 
@@ -62,6 +63,10 @@ class Layer(nn.Module):
     def add_blob(self, shape, filler=None, dtype=torch.float32):
         """Append a learnable blob of ``shape``, filled by ``filler`` (a FillerParameter) if given."""
         shape = tuple(int(d) for d in shape)
+        n = limits.check_blob(shape, f"layer '{self.name}' ({self.type}): parameter blob {len(self.blobs)}", NetError)
+        if limits.active_budget() is not None and not Layer._skip_fill:
+            limits.active_budget().param(n * dtype.itemsize, f"layer '{self.name}' ({self.type}): parameter "
+                                         f"blob {len(self.blobs)} {shape}")
         data = torch.empty(shape, dtype=dtype) if Layer._skip_fill else torch.zeros(shape, dtype=dtype)
         if filler is not None and not Layer._skip_fill:
             from recaffe.netspec.net.fillers import fill
@@ -69,6 +74,19 @@ class Layer(nn.Module):
         p = nn.Parameter(data)
         self.blobs.append(p)
         return p
+
+    @property
+    def top_shapes(self):
+        return self._top_shapes
+
+    @top_shapes.setter
+    def top_shapes(self, shapes):
+        """Every top shape a layer computes is checked as Caffe's Blob::Reshape does (protos.limits),
+        before the layer can allocate anything of that size."""
+        for i, s in enumerate(shapes):
+            top = f" ('{self.lp.top[i]}')" if i < len(self.lp.top) else ""
+            limits.check_blob(s, f"layer '{self.name}' ({self.type}): top {i}{top}", NetError)
+        self._top_shapes = shapes
 
     def _check_counts(self, nb, nt):
         def chk(what, n, exact, lo, hi):
