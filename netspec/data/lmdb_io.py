@@ -17,6 +17,7 @@ import tempfile
 
 import lmdb
 
+from recaffe.protos import limits
 from recaffe.protos.errors import DataError
 
 LEVELDB_HINT = ("LevelDB is not supported by recaffe; convert the database to LMDB "
@@ -31,6 +32,28 @@ def check_lmdb_path(path):
             if os.path.exists(os.path.join(path, "CURRENT")):
                 raise DataError(f"{path}: this is a LevelDB database. {LEVELDB_HINT}")
             raise DataError(f"{path}: not an LMDB database (no data.mdb in the directory)")
+    limits.check_file(_data_file(path), "LMDB data file", DataError)
+
+
+def _data_file(path):
+    return os.path.join(path, "data.mdb") if os.path.isdir(path) else path
+
+
+def check_env_size(env, path):
+    """A damaged database must be a clean error, never a SIGBUS: LMDB maps the data file and trusts
+    its meta page, so a file shorter than the meta page's last page (a truncated copy, a full disk)
+    would fault on the first read past its end. Checked right after opening, before any read
+    (mdb_env_open reads the meta pages with read(), not through the map)."""
+    try:
+        info, psize = env.info(), env.stat()["psize"]
+        size = os.path.getsize(_data_file(path))
+    except (lmdb.Error, OSError) as e:
+        raise DataError(f"{path}: damaged LMDB database: {e}") from None
+    need = (info["last_pgno"] + 1) * psize
+    if size < need:
+        raise DataError(f"{path}: damaged LMDB database: {_data_file(path)} has {size} bytes but its meta page "
+                        f"says the data runs to page {info['last_pgno']} ({need} bytes of {psize}-byte pages): "
+                        f"a truncated copy? copy or rebuild it")
 
 
 _ENVS = {}
@@ -49,6 +72,11 @@ def _shared_env(path):
                             subdir=os.path.isdir(path), max_readers=512)
         except lmdb.Error as e:
             raise DataError(f"{path}: cannot open LMDB database: {e}") from None
+        try:
+            check_env_size(env, path)
+        except DataError:
+            env.close()
+            raise
         _ENVS[key] = env
     return env
 
@@ -60,8 +88,11 @@ class LMDBReader:
         self.path = str(path)
         check_lmdb_path(self.path)
         self._env, self._pid = None, None
-        with self._open().begin(buffers=False) as txn:
-            self.keys = [k for k in txn.cursor().iternext(keys=True, values=False)]
+        try:
+            with self._open().begin(buffers=False) as txn:
+                self.keys = [k for k in txn.cursor().iternext(keys=True, values=False)]
+        except lmdb.Error as e:
+            raise DataError(f"{self.path}: damaged LMDB database: cannot list its keys: {e}") from None
         if not self.keys:
             raise DataError(f"{self.path}: LMDB database is empty")
 
@@ -100,21 +131,30 @@ class LMDBReader:
 
     def get_many(self, indices):
         """Values of several records in one read transaction (one batch)."""
-        with self._open().begin(buffers=False) as txn:
+        with self._reading(), self._open().begin(buffers=False) as txn:
             return self._values(txn, indices)
 
     @contextlib.contextmanager
     def buffers(self, indices):
         """Zero-copy values of several records (memoryviews into the memory map), valid only inside
         the ``with`` block (one read transaction)."""
-        with self._open().begin(buffers=True) as txn:
+        with self._reading(), self._open().begin(buffers=True) as txn:
             yield self._values(txn, indices)
 
     def items(self, buffers=False):
         """(key, value) in key order; buffers=True: values are memoryviews into the memory map, each
         valid until the generator moves on or closes (use it at once)."""
-        with self._open().begin(buffers=buffers) as txn:
+        with self._reading(), self._open().begin(buffers=buffers) as txn:
             yield from txn.cursor().iternext(keys=True, values=True)
+
+    @contextlib.contextmanager
+    def _reading(self):
+        """An LMDB error while reading (a damaged page: MDB_CORRUPTED, MDB_PAGE_NOTFOUND) as a DataError
+        naming the database."""
+        try:
+            yield
+        except lmdb.Error as e:
+            raise DataError(f"{self.path}: damaged LMDB database: {e}") from None
 
     def close(self):
         """Forget this reader's handle (the environment stays open for other readers of the file)."""
