@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import ProtoError
+from recaffe.protos.io import read_binary
 from .base import Layer, canonical_axis, count
 from .registry import register
 
@@ -180,9 +182,10 @@ def read_infogain_matrix(layer, path):
     if not os.path.isfile(path):
         raise layer.error(f"infogain_loss_param.source '{path}' does not exist (a binary BlobProto "
                           "holding the K x K matrix H is expected)")
-    blob = caffe_pb2.BlobProto()
-    with open(path, "rb") as f:
-        blob.ParseFromString(f.read())
+    try:
+        blob = read_binary(path, caffe_pb2.BlobProto)    # a regular file under 2 GB; DecodeError named
+    except ProtoError as e:
+        raise layer.error(f"infogain_loss_param.source: {e}") from None
     data = blob.data if len(blob.data) else blob.double_data
     return torch.tensor(np.asarray(data, dtype=np.float32))
 
