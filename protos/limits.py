@@ -141,22 +141,27 @@ def _cgroup():
         return None, None
 
 
-def _vm_size():
+def _vm(field):
+    """VmSize / VmData of this process in bytes (/proc/self/status), 0 when unknown."""
     try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
-        return 0
+        pass
+    return 0
 
 
 def _rlimits():
+    """[(soft limit, /proc field it bounds)] for RLIMIT_AS (VmSize) and RLIMIT_DATA (VmData) when set."""
     out = []
-    for which in (resource.RLIMIT_AS, getattr(resource, "RLIMIT_DATA", None)):
+    for which, field in ((resource.RLIMIT_AS, "VmSize"), (getattr(resource, "RLIMIT_DATA", None), "VmData")):
         if which is None:
             continue
         soft = resource.getrlimit(which)[0]
         if soft != resource.RLIM_INFINITY:
-            out.append(soft)
+            out.append((soft, field))
     return out
 
 
@@ -171,7 +176,7 @@ def memory_limit():
     cg_max, _ = _cgroup()
     if cg_max is not None:
         found.append((cg_max, "the cgroup's memory.max"))
-    found += [(r, "the process's rlimit") for r in _rlimits()]
+    found += [(r, "the process's rlimit") for r, _ in _rlimits()]
     return min(found) if found else (None, "")
 
 
@@ -186,9 +191,8 @@ def memory_available():
     cg_max, cg_cur = _cgroup()
     if cg_max is not None:
         found.append((max(0, cg_max - cg_cur), "the cgroup's free memory"))
-    rl = _rlimits()
-    if rl:
-        found.append((max(0, min(rl) - _vm_size()), "the process's rlimit headroom"))
+    for soft, field in _rlimits():
+        found.append((max(0, soft - _vm(field)), "the process's rlimit headroom"))
     return min(found) if found else (None, "")
 
 

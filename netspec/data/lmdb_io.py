@@ -172,7 +172,16 @@ class LMDBWriter:
         if not os.path.isdir(parent):
             raise DataError(f"{self.path}: parent directory {parent} does not exist")
         self.tmp = tempfile.mkdtemp(prefix="." + os.path.basename(self.path) + ".tmp-", dir=parent)
-        self.env = lmdb.open(self.tmp, map_size=map_size, subdir=True, meminit=False, sync=False)
+        self.env = None
+        while self.env is None:     # the map is address space only; a capped process gets a smaller one
+            try:
+                self.env = lmdb.open(self.tmp, map_size=map_size, subdir=True, meminit=False, sync=False)
+            except lmdb.Error as e:
+                if map_size <= 1 << 30:
+                    shutil.rmtree(self.tmp, ignore_errors=True)
+                    raise DataError(f"{self.path}: cannot create LMDB database: {e}") from None
+                map_size >>= 2
+        self.map_size = map_size
         self.commit_every = commit_every
         self.count = 0
         self.txn = self.env.begin(write=True)
@@ -180,16 +189,25 @@ class LMDBWriter:
     def put(self, key, value):
         if isinstance(key, str):
             key = key.encode()
-        self.txn.put(key, value)
-        self.count += 1
-        if self.count % self.commit_every == 0:
-            self.txn.commit()
-            self.txn = self.env.begin(write=True)
+        try:
+            self.txn.put(key, value)
+            self.count += 1
+            if self.count % self.commit_every == 0:
+                self.txn.commit()
+                self.txn = self.env.begin(write=True)
+        except lmdb.MapFullError:
+            raise DataError(f"{self.path}: the database outgrew its {self.map_size >> 20} MiB map (this process's "
+                            f"address space is capped); nothing was written") from None
+        except lmdb.Error as e:
+            raise DataError(f"{self.path}: cannot write to LMDB database: {e}; nothing was written") from None
 
     def commit(self):
-        self.txn.commit()
-        self.txn = None
-        self.env.sync(True)
+        try:
+            self.txn.commit()
+            self.txn = None
+            self.env.sync(True)
+        except lmdb.Error as e:
+            raise DataError(f"{self.path}: cannot write to LMDB database: {e}; nothing was written") from None
         self.env.close()
         try:
             os.unlink(os.path.join(self.tmp, "lock.mdb"))
@@ -210,7 +228,11 @@ class LMDBWriter:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.commit()
+            try:
+                self.commit()
+            except BaseException:
+                self.abort()
+                raise
         else:
             self.abort()
         return False
