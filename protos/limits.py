@@ -291,10 +291,9 @@ def read_file(path, what, error, max_bytes=None, limit_name=""):
         with open(path, "rb") as f:
             if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):   # replaced since the stat
                 raise error(f"{path}: cannot read{_sp(what)}: not a regular file")
-            data = f.read() if max_bytes is None else f.read(max_bytes + 1)
+            data = f.read(size + 1)     # read(n) allocates n bytes up front: never more than the file
     except OSError as e:
         raise error(f"{path}: cannot read{_sp(what)}: {e.strerror}") from None
-    if max_bytes is not None and len(data) > max_bytes:     # grew since the stat
-        raise error(f"{path}: {what or 'file'} is over the limit of {human(max_bytes)}"
-                    + (f" ({limit_name})" if limit_name else ""))
+    if len(data) > size:
+        raise error(f"{path}: cannot read{_sp(what)}: the file grew while being read")
     return data

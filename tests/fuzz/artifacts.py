@@ -50,6 +50,7 @@ type: "{type}"
 """
 
 IMAGE_SHAPE = (3, 16, 16)       # C x H x W of the LMDB's datums and the images
+SEED_SHAPE = (3, 256, 256)      # the seed nets' data (their crops are 224 / 227)
 
 
 def write(path, data):
@@ -58,10 +59,10 @@ def write(path, data):
     return path
 
 
-def images(n=4, seed=0):
+def images(n=4, seed=0, shape=IMAGE_SHAPE):
     """n uint8 C x H x W BGR images (smooth gradients plus noise: JPEG/PNG encode them faithfully)."""
     rng = np.random.default_rng(seed)
-    c, h, w = IMAGE_SHAPE
+    c, h, w = shape
     base = np.add.outer(np.arange(h), np.arange(w))[None] * 6 + np.arange(c)[:, None, None] * 40
     return [np.clip(base + rng.integers(0, 30, (c, h, w)) + 17 * i, 0, 255).astype(np.uint8) for i in range(n)]
 
@@ -89,9 +90,9 @@ def write_lmdb(path, values):
     return path
 
 
-def raw_datums(n=6):
+def raw_datums(n=6, shape=IMAGE_SHAPE):
     from recaffe.netspec.data.datum import raw_datum_bytes
-    return [raw_datum_bytes(img, i % 3) for i, img in enumerate(images(n))]
+    return [raw_datum_bytes(img, i % 3) for i, img in enumerate(images(n, shape=shape))]
 
 
 def encoded_datums(n=6, ext="png"):
@@ -136,7 +137,8 @@ def build(folder):
         "net": "net.prototxt", "train_net": "train.prototxt", "solver": "solver.prototxt",
         "caffemodel": "w.caffemodel", "pth": "w.pth", "h5": "w.caffemodel.h5", "lmdb": "lmdb",
         "lmdb_enc": "lmdb_enc", "mean": "mean.binaryproto", "png": "img0.png", "jpg": "img1.jpg",
-        "list": "list.txt", "hdf5": "data.h5", "hdf5_list": "h5list.txt"}.items()}
+        "list": "list.txt", "hdf5": "data.h5", "hdf5_list": "h5list.txt", "window": "window.txt",
+        "lmdb_seed": "lmdb256", "mean_seed": "mean256.binaryproto", "list_seed": "list256.txt"}.items()}
     write(p["net"], SMALL_NET)
     write(p["train_net"], TRAIN_NET)
     torch.manual_seed(0)
@@ -160,4 +162,12 @@ def build(folder):
     write(p["list"], f"{p['png']} 0\n{p['jpg']} 1\n")
     write_hdf5_data(p["hdf5"])
     write(p["hdf5_list"], p["hdf5"] + "\n")
+    # ImageNet-sized inputs for the seed nets (crop 227/224 of 256 x 256)
+    write_lmdb(p["lmdb_seed"], raw_datums(4, SEED_SHAPE))
+    write_mean(np.full(SEED_SHAPE, 110.0, np.float32), p["mean_seed"])
+    big = images(2, shape=SEED_SHAPE)
+    seed_imgs = [write(os.path.join(folder, f"seed{i}.jpg"), encode(im, "jpg")) for i, im in enumerate(big)]
+    write(p["list_seed"], "".join(f"{f} {i}\n" for i, f in enumerate(seed_imgs)))
+    c, h, w = IMAGE_SHAPE      # WindowData: '# index', path, channels, height, width, windows, then windows
+    write(p["window"], f"# 0\n{p['png']}\n{c}\n{h}\n{w}\n2\n1 0.8 0 0 8 8\n0 0.1 4 4 12 12\n")
     return p
