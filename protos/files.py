@@ -38,5 +38,6 @@ def atomic_write(path, write, error=ProtoError):
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(e, OSError) and error is not None:
-            raise error(f"{path}: cannot write: {e.strerror or e}") from None
+            shown = path if path.isprintable() else ascii(path)     # one line, even for a name with a newline
+            raise error(f"{shown}: cannot write: {e.strerror or e}") from None
         raise

@@ -3,8 +3,9 @@
 Reading: records in key order (LMDB's byte-wise order, what Caffe's cursor walks), the environment
 opened read-only, without locking and without readahead, so that any number of worker processes can
 read it at once; a process opens its own handle lazily (handles must not cross ``fork``). The keys
-are listed once when a reader is made (random access by record index, any worker; about a second and
-~100 bytes per record for an ImageNet-sized database).
+are listed once when a reader is made (random access by record index, any worker; ~100 bytes per
+record), by lmdb_check, which checks every branch and leaf page on the way: a damaged database is a
+one-line DataError naming it, never a SIGBUS or an abort inside liblmdb.
 
 Writing (``LMDBWriter``): the database is built in a temporary directory next to the target and
 renamed into place when complete, so a failure or an interrupt never leaves a half-written database
@@ -19,6 +20,7 @@ import lmdb
 
 from recaffe.protos import limits
 from recaffe.protos.errors import DataError
+from . import lmdb_check
 
 LEVELDB_HINT = ("LevelDB is not supported by recaffe; convert the database to LMDB "
                 "(e.g. convert_imageset --backend lmdb) and set data_param { backend: LMDB }")
@@ -88,11 +90,9 @@ class LMDBReader:
         self.path = str(path)
         check_lmdb_path(self.path)
         self._env, self._pid = None, None
-        try:
-            with self._open().begin(buffers=False) as txn:
-                self.keys = [k for k in txn.cursor().iternext(keys=True, values=False)]
-        except lmdb.Error as e:
-            raise DataError(f"{self.path}: damaged LMDB database: cannot list its keys: {e}") from None
+        self._open()                  # liblmdb's own checks of the meta pages, and the file's size
+        # every page liblmdb will walk is checked first (a damaged page aborts liblmdb), keys listed
+        self.keys = lmdb_check.read_keys(_data_file(self.path), self.path)
         if not self.keys:
             raise DataError(f"{self.path}: LMDB database is empty")
 
