@@ -425,3 +425,48 @@ def test_empty_or_zero_sized_datums_are_refused(tmp_path, capsys, value, pattern
         one_line(e, pattern)
     finally:
         net.layers[0].close()
+
+
+def _lmdb_root(data):
+    """(page size, root page number) of an LMDB data file's newest meta page."""
+    from recaffe.netspec.data import lmdb_check
+    metas = [lmdb_check._meta(data, 0), lmdb_check._meta(data, lmdb_check._meta(data, 0)[0])]
+    psize, _, _, _, root, _, _ = max(metas, key=lambda m: m[6])
+    return psize, root
+
+
+@pytest.mark.parametrize("damage, pattern", [
+    ("leaf flags", r"page \d+ has flags 0x1, a leaf page expected"),            # liblmdb: mdb_cassert abort
+    ("record size", r"page \d+: a record's overflow pages lie outside the file"),   # read past the map
+    ("overflow page", r"page \d+: a record's overflow pages lie outside the file"),
+    ("node offset", r"page \d+: a node offset outside"),
+    ("entries", r"\d+ records in the tree, the meta page says 999"),
+])
+def test_damaged_lmdb_pages_are_clean_errors(tmp_path, damage, pattern):
+    """Pages liblmdb trusts (lmdb_check): each damage, in a child (it aborted or faulted before)."""
+    import struct
+    db = artifacts.write_lmdb(str(tmp_path / "db"), artifacts.raw_datums(3, shape=(3, 40, 40)))
+    path = os.path.join(db, "data.mdb")
+    data = bytearray(open(path, "rb").read())
+    psize, root = _lmdb_root(data)
+    base = root * psize
+    node = base + struct.unpack_from("<H", data, base + 16)[0]     # the first record of the root leaf
+    if damage == "leaf flags":
+        data[base + 10] = 0x01
+    elif damage == "record size":
+        data[node:node + 4] = b"\xff\xff\xff\x7f"
+    elif damage == "overflow page":
+        ksize = struct.unpack_from("<H", data, node + 6)[0]
+        struct.pack_into("<Q", data, node + 8 + ksize, 10 ** 6)
+    elif damage == "node offset":
+        struct.pack_into("<H", data, base + 16, psize - 2)
+    else:
+        newest = max((0, psize), key=lambda off: struct.unpack_from("<Q", data, off + 16 + 128)[0])
+        struct.pack_into("<Q", data, newest + 88 + 32, 999)   # main db md_entries
+    open(path, "wb").write(bytes(data))
+    code = ("import sys; sys.path.insert(0, 'tests')\nfrom fuzz import cases\nfrom recaffe.protos.errors import RecaffeError\n"
+            f"try: cases.run_data({db!r})\nexcept RecaffeError as e: print('CLEAN', e)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    assert p.returncode == 0 and p.stdout.startswith("CLEAN "), (p.returncode, p.stdout, p.stderr[-500:])
+    assert "db: damaged LMDB database: " in p.stdout and re.search(pattern, p.stdout), p.stdout
