@@ -271,6 +271,8 @@ def check_file(path, what, error, max_bytes=None, limit_name=""):
         st = os.stat(path)
     except OSError as e:
         raise error(f"{path}: cannot read{_sp(what)}: {e.strerror}; expected an existing readable file") from None
+    except ValueError:     # an embedded NUL byte
+        raise error(f"{ascii(path)}: cannot read{_sp(what)}: a file name cannot contain a NUL byte") from None
     if not stat.S_ISREG(st.st_mode):
         kind = ("a directory" if stat.S_ISDIR(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode)
                 else "a block device" if stat.S_ISBLK(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)

@@ -470,3 +470,37 @@ def test_damaged_lmdb_pages_are_clean_errors(tmp_path, damage, pattern):
                        env=dict(os.environ, PYTHONPATH=ROOT))
     assert p.returncode == 0 and p.stdout.startswith("CLEAN "), (p.returncode, p.stdout, p.stderr[-500:])
     assert "db: damaged LMDB database: " in p.stdout and re.search(pattern, p.stdout), p.stdout
+
+
+# -- bad solver files -------------------------------------------------------------------------------
+def test_extreme_solver_values_follow_c_arithmetic():
+    """Caffe computes rates with C's pow/exp: overflow is inf, a domain error NaN (Python's math raised)."""
+    import math
+    from recaffe.protos import caffe_pb2
+    from recaffe.solver.policies import learning_rate
+    p = caffe_pb2.SolverParameter(base_lr=0.01, lr_policy="exp", gamma=1e10)
+    assert learning_rate(p, 100)[0] == math.inf                       # 0.01 * pow(1e10, 100)
+    p = caffe_pb2.SolverParameter(base_lr=0.01, lr_policy="sigmoid", gamma=-1e10, stepsize=1)
+    assert learning_rate(p, 100)[0] == 0.0                            # 0.01 / (1 + exp(1e12))
+    p = caffe_pb2.SolverParameter(base_lr=0.01, lr_policy="inv", gamma=-1.0, power=0.5)
+    assert math.isnan(learning_rate(p, 3)[0])                         # pow(1 - 3, -0.5)
+
+
+def test_adam_with_infinite_momentum2_trains_into_nan_like_caffe(tmp_path, art):
+    from recaffe.solver.solver import Solver
+    solver = artifacts.write(str(tmp_path / "s.prototxt"), artifacts.SOLVER.format(
+        net=art["train_net"], max_iter=2, prefix=str(tmp_path / "snap"), type="Adam") + "momentum2: inf\n")
+    s = Solver(solver)
+    s.step(1)                                             # sqrt(1 - pow(inf, 1)) is NaN, as in C
+    assert torch.isnan(s.net.params["conv1"][0]).all()
+
+
+def test_snapshot_prefix_with_a_nul_byte(tmp_path, art):
+    from recaffe.solver.solver import Solver
+    solver = artifacts.write(str(tmp_path / "s.prototxt"), artifacts.SOLVER.format(
+        net=art["train_net"], max_iter=2, prefix=str(tmp_path / "sn\\000ap"), type="SGD"))
+    s = Solver(solver)
+    with pytest.raises(RecaffeError) as e:
+        s.snapshot()
+    one_line(e, r"sn\\x00ap_iter_0\.caffemodel': cannot write: a file name cannot contain a NUL byte")
+    assert sorted(os.listdir(tmp_path)) == ["s.prototxt"]

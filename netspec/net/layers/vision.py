@@ -181,14 +181,14 @@ class _BaseConv(Layer):
                              f"num_output ({p.num_output})")
         self.group, self.num_output, self.bias_term = p.group, p.num_output, p.bias_term
         first = (g.channels, p.num_output // p.group) if self.reverse else (p.num_output, g.channels // p.group)
-        self.add_blob(first + tuple(g.kernel), p.weight_filler)
-        if p.bias_term:
-            self.add_blob((p.num_output,), p.bias_filler)
-        out = self.out_spatial()
+        out = self.out_spatial()      # checked before the weights are allocated (a huge kernel)
         if any(o <= 0 for o in out):
             raise self.error(f"output spatial size {tuple(out)} is not positive for bottom "
                              f"{self.bottom_shapes[0]} (kernel {g.kernel}, stride {g.stride}, pad {g.pad}, "
                              f"dilation {g.dilation})")
+        self.add_blob(first + tuple(g.kernel), p.weight_filler)
+        if p.bias_term:
+            self.add_blob((p.num_output,), p.bias_filler)
         self.top_shapes = [g.outer + (p.num_output,) + tuple(out)] * len(lp.top)
 
     def forward(self, *xs):
