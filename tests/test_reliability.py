@@ -218,10 +218,19 @@ def dims(*d):
      r"layer 't' \(Tile\): top 0 \('t'\): blob shape \(1, 6000000000, 8, 8\)"),
     (INPUT.format(dims=dims(1, 3, 8, 8)) + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
      'convolution_param { num_output: 2 kernel_size: 4294967295 } }',
+     r"layer 'c' \(Convolution\): output spatial size \(-4294967286, -4294967286\) is not positive"),
+    (INPUT.format(dims=dims(1, 3, 8, 8)) + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+     'convolution_param { num_output: 2 kernel_size: 4294967295 pad: 2147483647 } }',
      r"layer 'c' \(Convolution\): parameter blob 0: blob shape \(2, 3, 4294967295, 4294967295\)"),
     (INPUT.format(dims=dims(1, 3, 1000000000, 224)) + 'layer { name: "p" type: "Pooling" bottom: "data" top: "p" '
      'pooling_param { pool: MAX kernel_size: 2 stride: 2 } }',
      r"layer 'data' \(Input\): top 0 \('data'\): blob shape \(1, 3, 1000000000, 224\)"),
+    (INPUT.format(dims=dims(2, 16, 4, 4)) + 'layer { name: "p" type: "Pooling" bottom: "data" top: "p" '
+     'pooling_param { pool: MAX kernel_size: 2 stride: 1073741824 } }',   # a ceil window far past the input
+     r"layer 'p' \(Pooling\): the padded bottom its windows span .*blob shape \(2, 16, 1073741826, 1073741826\)"),
+    (INPUT.format(dims=dims(2, 3, 227, 227)) + 'layer { name: "c" type: "Convolution" bottom: "data" top: "c" '
+     'convolution_param { num_output: 16 kernel_h: 11 kernel_w: 1000000 } }',   # refused before 2 GB of weights
+     r"layer 'c' \(Convolution\): output spatial size \(217, -999772\) is not positive"),
     (INPUT.format(dims=dims(*[1] * 33)), r"layer 'data' \(Input\): top 0 \('data'\): blob of 33 axes; a blob has at "
                                          r"most 32 axes"),
 ])

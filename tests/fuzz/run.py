@@ -30,7 +30,7 @@ def parse(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--jobs", type=int, default=1, help="children at a time")
     p.add_argument("--timeout", type=float, default=20.0, help="seconds before a case counts as a hang")
-    p.add_argument("--mem-cap", type=float, default=2.0, help="GiB a case may grow by (RLIMIT_DATA)")
+    p.add_argument("--mem-cap", type=float, default=1.5, help="GiB a case may grow by (RLIMIT_DATA)")
     p.add_argument("--kinds", default="", help="comma-separated kinds (default: all, weighted)")
     p.add_argument("--only", default="", help="comma-separated case indices to run (replay)")
     p.add_argument("--no-limits", action="store_true", help="skip the resource-limit cases")
