@@ -159,12 +159,23 @@ def test_solverstate_pth_round_trip_still_restores(art):
     assert s.iter == 2 and s.optimizer.iteration == 2
 
 
-def test_batchnorm_negative_eps(tmp_path):
+def cli_time(capsys, model, pattern):
+    """`caffe time -model=MODEL`: exit 2, one line matching ``pattern``, no file changed."""
+    folder = os.path.dirname(model)
+    before = tree_state(folder)
+    line = run_cli(capsys, "recaffe.solver.cli", ["time", f"-model={model}", "-iterations=1"], "caffe")
+    assert re.search(pattern, line), (pattern, line)
+    assert tree_state(folder) == before
+
+
+def test_batchnorm_negative_eps(tmp_path, capsys):
     text = artifacts.SMALL_NET.replace('type: "BatchNorm" bottom: "conv1" top: "conv1" }',
                                        'type: "BatchNorm" bottom: "conv1" top: "conv1" batch_norm_param { eps: -1 } }')
+    pattern = r"layer 'bn1' \(BatchNorm\): batch_norm_param\.eps must be a finite number >= 0, got -1"
     with pytest.raises(NetError) as e:
         build(net_file(tmp_path, text))
-    one_line(e, r"layer 'bn1' \(BatchNorm\): batch_norm_param\.eps must be a finite number >= 0, got -1")
+    one_line(e, pattern)
+    cli_time(capsys, net_file(tmp_path, text), pattern)
 
 
 def test_decompression_bomb_png(tmp_path, art, capsys, monkeypatch):
@@ -185,12 +196,13 @@ def test_decompression_bomb_png(tmp_path, art, capsys, monkeypatch):
     one_line(e, r"bomb\.png: cannot read image: Image size \(900000000 pixels\) exceeds limit")
 
 
-def test_hdf5_dataset_of_strings(tmp_path):
+def test_hdf5_dataset_of_strings(tmp_path, capsys):
     h5 = artifacts.write_hdf5_data(str(tmp_path / "s.h5"), data=np.array([b"a", b"b"] * 3, dtype="S1"))
     lst = artifacts.write(str(tmp_path / "l.txt"), h5 + "\n")
     with pytest.raises(DataError) as e:
         build(net_file(tmp_path, artifacts.hdf5_net(lst)))
     one_line(e, r"s\.h5: 'data': dataset of strings; expected numbers")
+    cli_time(capsys, net_file(tmp_path, artifacts.hdf5_net(lst)), r"s\.h5: 'data': dataset of strings")
 
 
 # -- sizes nobody checked --------------------------------------------------------------------------
@@ -201,7 +213,7 @@ def dims(*d):
     return " ".join(f"dim: {x}" for x in d)
 
 
-@pytest.mark.parametrize("text, pattern", [
+SIZES = [
     (INPUT.format(dims=dims(1, 3, 100000, 100000)) + 'layer { name: "r" type: "ReLU" bottom: "data" top: "r" }',
      r"layer 'data' \(Input\): top 0 \('data'\): blob shape \(1, 3, 100000, 100000\) has 30000000000 elements, "
      r"over the limit of 2147483647 \(INT_MAX"),
@@ -233,11 +245,25 @@ def dims(*d):
      r"layer 'c' \(Convolution\): output spatial size \(217, -999772\) is not positive"),
     (INPUT.format(dims=dims(*[1] * 33)), r"layer 'data' \(Input\): top 0 \('data'\): blob of 33 axes; a blob has at "
                                          r"most 32 axes"),
-])
+]
+
+
+@pytest.mark.parametrize("text, pattern", SIZES)
 def test_sizes_are_refused_before_allocating(tmp_path, text, pattern):
     with pytest.raises(NetError) as e:
         build(net_file(tmp_path, text))
     one_line(e, pattern)
+
+
+def test_sizes_through_the_cli(tmp_path, capsys):
+    """The same nets through `caffe time` (which builds the net first): exit 2, one line, nothing written."""
+    before = None
+    for k, (text, pattern) in enumerate(SIZES):
+        model = net_file(tmp_path, text, f"n{k}.prototxt")
+        before = tree_state(str(tmp_path))
+        line = run_cli(capsys, "recaffe.solver.cli", ["time", f"-model={model}", "-iterations=1"], "caffe")
+        assert re.search(pattern, line), (pattern, line)
+        assert tree_state(str(tmp_path)) == before
 
 
 def test_oversized_nets_through_the_cli(tmp_path, capsys):
@@ -304,7 +330,7 @@ def test_net_reshape_and_facade_reshape_are_checked(art):
     one_line(e, r"Blob\.reshape: blob shape \(1, 3, 100000, 100000\)")
 
 
-def test_hdf5_dataset_declared_huge(tmp_path):
+def test_hdf5_dataset_declared_huge(tmp_path, capsys):
     """1e6 x 1e6 floats declared in a file of a few KB (chunks never written): refused unread."""
     import h5py
     h5 = str(tmp_path / "huge.h5")
@@ -317,6 +343,7 @@ def test_hdf5_dataset_declared_huge(tmp_path):
         build(net_file(tmp_path, artifacts.hdf5_net(lst)))
     one_line(e, r"huge\.h5: 'data': dataset: blob shape \(1000000, 1000000\) has 1000000000000 elements, over "
                 r"the limit of 2147483647")
+    cli_time(capsys, net_file(tmp_path, artifacts.hdf5_net(lst)), r"huge\.h5: 'data': dataset: blob shape")
 
 
 def test_huge_png_in_an_image_list(tmp_path, capsys, art):
