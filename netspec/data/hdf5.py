@@ -10,6 +10,7 @@ memory available. h5py's own failures on a damaged file (OSError, KeyError, Valu
 and friends, depending on where the damage is) become one line naming the file.
 """
 import contextlib
+import os
 
 import numpy as np
 
@@ -34,6 +35,8 @@ def reading(path, what, error=DataError):
     """``path`` opened read-only for the ``with`` body; a missing, non-regular, unreadable or damaged
     file (h5py's errors while opening or reading) is one line of ``error`` naming it."""
     h5py = h5py_module(error)
+    if not os.path.lexists(path):
+        raise error(f"{path}: no such {what} file")
     limits.check_file(path, what, error)
     try:
         with h5py.File(path, "r") as f:
