@@ -248,6 +248,38 @@ SIZES = [
 ]
 
 
+LRN = ('layer {{ name: "l" type: "LRN" bottom: "data" top: "l" '
+       'lrn_param {{ local_size: {size} norm_region: {region} }} }}')
+SIZES += [
+    (INPUT.format(dims=dims(1, 3, 8, 8)) + LRN.format(size=4294967295, region="ACROSS_CHANNELS"),     # Caffe's padded_square (1, C + size - 1, H, W)
+     r"layer 'l' \(LRN\): local_size 4294967295 pads the channels to: blob shape \(1, 4294967297, 8, 8\)"),
+    (INPUT.format(dims=dims(1, 3, 8, 8)) + LRN.format(size=4294967295, region="WITHIN_CHANNEL"),      # Caffe's int kernel_size of its Pooling
+     r"layer 'l' \(LRN\): local_size 4294967295 is over 2147483647"),
+    (INPUT.format(dims=dims(2, 3)) + 'layer { name: "s" type: "Reduction" bottom: "data" top: "s" '
+     'reduction_param { axis: 0 } } layer { name: "s2" type: "Reduction" bottom: "data" top: "s2" '
+     'reduction_param { axis: 0 } } layer { name: "loss" type: "EuclideanLoss" bottom: "s" bottom: "s2" top: "l" }',
+     r"layer 'loss' \(EuclideanLoss\): bottom 's' has no axes"),   # LossLayer::Reshape reads shape\(0\)
+]
+
+
+def test_lrn_large_windows_still_run(tmp_path):
+    """Large but legal windows run as Caffe's do: WITHIN_CHANNEL's average over a window wider than the
+    input is x * (1 + alpha/n^2 * sum of all x^2)^-beta (every window covers the whole 3x3 plane)."""
+    x = torch.randn(1, 2, 3, 3)
+    for n in (1000001, 2147483647):
+        net = build(net_file(tmp_path, INPUT.format(dims=dims(1, 2, 3, 3)) + LRN.format(size=n, region="WITHIN_CHANNEL")))
+        y = net.forward(data=x)["l"]
+        want = x * (1 + 1.0 / (float(n) * n) * (x * x).sum((2, 3), keepdim=True)) ** -0.75
+        torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-6)
+
+
+def test_data_layer_with_a_huge_batch_is_refused_without_listing_it(tmp_path, art):
+    """batch_size 2e9: refused by the top's blob shape, not after listing two billion record indices."""
+    with pytest.raises(NetError) as e:
+        build(net_file(tmp_path, artifacts.data_net(art["lmdb"], batch=2000000000)))
+    one_line(e, r"layer 'data' \(Data\): top 0 \('data'\): blob shape \(2000000000, ")
+
+
 @pytest.mark.parametrize("text, pattern", SIZES)
 def test_sizes_are_refused_before_allocating(tmp_path, text, pattern):
     with pytest.raises(NetError) as e:

@@ -37,7 +37,7 @@ class _FeedLayer(Layer):
         self.num_workers = None
         self.prefetch = max(1, int(prefetch))
         self._maker = BatchMaker(source, self.tf, batch_size, self.seed, shuffle, skip)
-        first = source.load(self._maker.indices(0)[0])[0]
+        first = source.load(self._maker.index(self._maker.skip))[0]     # not a whole batch of indices
         self.tf.check_source_shape(first.shape)
         self.top_shapes = [(batch_size,) + self.tf.out_shape(first.shape), (batch_size,)][:len(self.lp.top)]
         self.register_buffer("_device_probe", torch.empty(0), persistent=False)

@@ -88,7 +88,10 @@ class LossBase(Layer):
     def __init__(self, lp, bottom_shapes, phase="TEST"):
         super().__init__(lp, bottom_shapes, phase)
         b = self.bottom_shapes
-        if len(b[0]) and len(b[1]) and b[0][0] != b[1][0]:
+        for i in (0, 1):    # LossLayer::Reshape reads shape(0) of both (a 0-axis blob fails its check)
+            if not len(b[i]):
+                raise self.error(f"bottom '{lp.bottom[i]}' has no axes (shape ()); a loss needs (num, ...)")
+        if b[0][0] != b[1][0]:
             raise self.error(f"bottoms '{lp.bottom[0]}' {b[0]} and '{lp.bottom[1]}' {b[1]} must have "
                              "the same first dimension (loss_layer.cpp)")
         self.has_ignore = lp.loss_param.HasField("ignore_label")

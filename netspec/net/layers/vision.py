@@ -10,7 +10,8 @@ layout as Caffe, so autograd's gradient is Caffe's.
 import torch
 import torch.nn.functional as F
 
-from recaffe.protos import caffe_pb2
+from recaffe.protos import caffe_pb2, limits
+from recaffe.protos.errors import NetError
 from . import caffe_math as cm
 from .base import Layer, canonical_axis, count
 from .registry import register
@@ -286,6 +287,14 @@ class LRN(Layer):
                              f"{self.bottom_shapes[0]}")
         self.n, self.alpha, self.beta, self.k = p.local_size, p.alpha, p.beta, p.k
         self.within = p.norm_region == caffe_pb2.LRNParameter.WITHIN_CHANNEL
+        _, c, h, w = self.bottom_shapes[0]
+        if self.within and p.local_size > limits.INT_MAX:
+            # Caffe hands local_size to its Pooling layer as an int kernel_size (lrn_layer.cpp LayerSetUp)
+            raise self.error(f"local_size {p.local_size} is over {limits.INT_MAX} (the int kernel of the "
+                             f"WITHIN_CHANNEL pooling)")
+        if not self.within:     # CrossChannelForward's padded_square: (1, channels + local_size - 1, h, w)
+            limits.check_blob((1, c + p.local_size - 1, h, w), f"layer '{self.name}' ({self.type}): local_size "
+                              f"{p.local_size} pads the channels to", NetError)
         self.top_shapes = [self.bottom_shapes[0]]
 
     def forward(self, x):
