@@ -52,8 +52,12 @@ def run_cli(capsys, module, argv, tool):
     import importlib
     from recaffe.tools._cli import run
     main = importlib.import_module(module).main
-    with pytest.raises(SystemExit) as e:
-        run(lambda: main(argv), tool)
+    argv0, sys.argv[0] = sys.argv[0], tool      # a main that runs its own boundary names the tool from argv[0]
+    try:
+        with pytest.raises(SystemExit) as e:
+            run(lambda: main(argv), tool)
+    finally:
+        sys.argv[0] = argv0
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2, err
     lines = err.split("\n")           # log lines (Caffe's "Use CPU.", ...) may come first
@@ -103,12 +107,12 @@ def test_pickle_pth_is_refused_everywhere(tmp_path, art, pickle_files, capsys):
     with pytest.raises(WeightsError) as e:
         recaffe.Net(art["net"], weights, recaffe.TEST)
     one_line(e, pattern)
-    line = run_cli(capsys, "recaffe.solver.cli", ["train", f"-solver={art['solver']}", f"-weights={weights}"], "caffe")
+    line = run_cli(capsys, "recaffe.tools.caffe", ["train", f"-solver={art['solver']}", f"-weights={weights}"], "caffe")
     assert re.search(pattern, line), line
-    line = run_cli(capsys, "recaffe.solver.cli", ["test", f"-model={art['net']}", f"-weights={weights}",
+    line = run_cli(capsys, "recaffe.tools.caffe", ["test", f"-model={art['net']}", f"-weights={weights}",
                                                    "-iterations=1"], "caffe")
     assert re.search(pattern, line), line
-    line = run_cli(capsys, "recaffe.solver.cli", ["train", f"-solver={art['solver']}", f"-snapshot={state}"], "caffe")
+    line = run_cli(capsys, "recaffe.tools.caffe", ["train", f"-solver={art['solver']}", f"-snapshot={state}"], "caffe")
     assert "evil.solverstate.pth: cannot read .solverstate.pth: the file holds Python objects" in line, line
     line = run_cli(capsys, "recaffe.tools.classify", [art["png"], f"-model={art['net']}", f"-weights={weights}"],
                    "classify")
@@ -163,7 +167,7 @@ def cli_time(capsys, model, pattern):
     """`caffe time -model=MODEL`: exit 2, one line matching ``pattern``, no file changed."""
     folder = os.path.dirname(model)
     before = tree_state(folder)
-    line = run_cli(capsys, "recaffe.solver.cli", ["time", f"-model={model}", "-iterations=1"], "caffe")
+    line = run_cli(capsys, "recaffe.tools.caffe", ["time", f"-model={model}", "-iterations=1"], "caffe")
     assert re.search(pattern, line), (pattern, line)
     assert tree_state(folder) == before
 
@@ -293,7 +297,7 @@ def test_sizes_through_the_cli(tmp_path, capsys):
     for k, (text, pattern) in enumerate(SIZES):
         model = net_file(tmp_path, text, f"n{k}.prototxt")
         before = tree_state(str(tmp_path))
-        line = run_cli(capsys, "recaffe.solver.cli", ["time", f"-model={model}", "-iterations=1"], "caffe")
+        line = run_cli(capsys, "recaffe.tools.caffe", ["time", f"-model={model}", "-iterations=1"], "caffe")
         assert re.search(pattern, line), (pattern, line)
         assert tree_state(str(tmp_path)) == before
 
@@ -301,7 +305,7 @@ def test_sizes_through_the_cli(tmp_path, capsys):
 def test_oversized_nets_through_the_cli(tmp_path, capsys):
     model = net_file(tmp_path, INPUT.format(dims=dims(1, 3, 100000, 100000)))
     before = tree_state(str(tmp_path))
-    line = run_cli(capsys, "recaffe.solver.cli", ["time", f"-model={model}", "-iterations=1"], "caffe")
+    line = run_cli(capsys, "recaffe.tools.caffe", ["time", f"-model={model}", "-iterations=1"], "caffe")
     assert "blob shape (1, 3, 100000, 100000) has 30000000000 elements" in line
     assert tree_state(str(tmp_path)) == before
 
@@ -405,7 +409,7 @@ def test_prototxt_with_millions_of_dims(tmp_path, capsys, monkeypatch):
     with pytest.raises(ProtoError) as e:
         build(big)
     one_line(e, r"dims\.prototxt: prototxt text of 60\.1 MiB is over the limit of 16\.0 MiB \(RECAFFE_MAX_PROTOTXT_BYTES")
-    line = run_cli(capsys, "recaffe.solver.cli", ["time", f"-model={big}"], "caffe")
+    line = run_cli(capsys, "recaffe.tools.caffe", ["time", f"-model={big}"], "caffe")
     assert "prototxt text of 60.1 MiB is over the limit" in line
     small = net_file(tmp_path, INPUT.format(dims=dims(*[1] * 5000)))
     with pytest.raises(NetError) as e:
@@ -427,7 +431,7 @@ def test_model_that_is_not_a_regular_file(tmp_path, capsys, source):
     with pytest.raises(ProtoError) as e:
         build(source)
     one_line(e, re.escape(source) + f": cannot read: {kind}; expected a regular file")
-    line = run_cli(capsys, "recaffe.solver.cli", ["time", f"-model={source}", "-iterations=1"], "caffe")
+    line = run_cli(capsys, "recaffe.tools.caffe", ["time", f"-model={source}", "-iterations=1"], "caffe")
     assert f"cannot read: {kind}" in line
     from recaffe.protos.io import read_solver
     with pytest.raises(ProtoError, match=f"cannot read: {kind}"):

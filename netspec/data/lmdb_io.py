@@ -22,17 +22,13 @@ from recaffe.protos import limits
 from recaffe.protos.errors import DataError
 from . import lmdb_check
 
-LEVELDB_HINT = ("LevelDB is not supported by recaffe; convert the database to LMDB "
-                "(e.g. convert_imageset --backend lmdb) and set data_param { backend: LMDB }")
-
-
 def check_lmdb_path(path):
     if not os.path.exists(path):
         raise DataError(f"{path}: LMDB database does not exist")
     if os.path.isdir(path):
         if not os.path.exists(os.path.join(path, "data.mdb")):
             if os.path.exists(os.path.join(path, "CURRENT")):
-                raise DataError(f"{path}: this is a LevelDB database. {LEVELDB_HINT}")
+                raise DataError(f"{path}: this is a LevelDB database, not an LMDB (use --backend leveldb)")
             raise DataError(f"{path}: not an LMDB database (no data.mdb in the directory)")
     limits.check_file(_data_file(path), "LMDB data file", DataError)
 
@@ -161,10 +157,13 @@ class LMDBReader:
         self._env = None
 
 
-class LMDBWriter:
-    """Context manager writing ``put(key, value)`` pairs into a new LMDB at ``path``, atomically."""
+class StagedDatabase:
+    """What the LMDB and LevelDB writers share: the database is written into a hidden folder beside
+    ``path`` and renamed to ``path`` on commit (a reader never sees half a database; an error or an
+    interrupt removes the folder); used as a context manager (commit on success, abort on error or
+    when the commit itself fails: a full disk leaves no hidden folder behind)."""
 
-    def __init__(self, path, commit_every=1000, map_size=1 << 40):
+    def _stage(self, path):
         self.path = os.path.abspath(str(path))
         if os.path.exists(self.path):
             raise DataError(f"{self.path}: already exists; remove it or choose another DB_NAME")
@@ -172,13 +171,41 @@ class LMDBWriter:
         if not os.path.isdir(parent):
             raise DataError(f"{self.path}: parent directory {parent} does not exist")
         self.tmp = tempfile.mkdtemp(prefix="." + os.path.basename(self.path) + ".tmp-", dir=parent)
+
+    def _publish(self):
+        os.chmod(self.tmp, 0o755)
+        os.rename(self.tmp, self.path)
+
+    def _discard(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                self.commit()
+            except BaseException:
+                self.abort()
+                raise
+        else:
+            self.abort()
+        return False
+
+
+class LMDBWriter(StagedDatabase):
+    """Context manager writing ``put(key, value)`` pairs into a new LMDB at ``path``, atomically."""
+
+    def __init__(self, path, commit_every=1000, map_size=1 << 40):
+        self._stage(path)
         self.env = None
         while self.env is None:     # the map is address space only; a capped process gets a smaller one
             try:
                 self.env = lmdb.open(self.tmp, map_size=map_size, subdir=True, meminit=False, sync=False)
             except lmdb.Error as e:
                 if map_size <= 1 << 30:
-                    shutil.rmtree(self.tmp, ignore_errors=True)
+                    self._discard()
                     raise DataError(f"{self.path}: cannot create LMDB database: {e}") from None
                 map_size >>= 2
         self.map_size = map_size
@@ -202,9 +229,9 @@ class LMDBWriter:
             raise DataError(f"{self.path}: cannot write to LMDB database: {e}; nothing was written") from None
 
     def commit(self):
+        txn, self.txn = self.txn, None      # a failed commit has ended the transaction (abort skips it)
         try:
-            self.txn.commit()
-            self.txn = None
+            txn.commit()
             self.env.sync(True)
         except lmdb.Error as e:
             raise DataError(f"{self.path}: cannot write to LMDB database: {e}; nothing was written") from None
@@ -213,26 +240,11 @@ class LMDBWriter:
             os.unlink(os.path.join(self.tmp, "lock.mdb"))
         except OSError:
             pass
-        os.chmod(self.tmp, 0o755)
-        os.rename(self.tmp, self.path)
+        self._publish()
 
     def abort(self):
         if self.txn is not None:
             self.txn.abort()
             self.txn = None
         self.env.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            try:
-                self.commit()
-            except BaseException:
-                self.abort()
-                raise
-        else:
-            self.abort()
-        return False
+        self._discard()
