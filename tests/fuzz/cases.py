@@ -4,7 +4,7 @@ recaffe's library entry points the way a user or a CLI would; anything but a Rec
 is a traceback, judged by the harness.
 
 Seeds: the zoo (models/zoo), the golden prototxts (tests/golden) and, when present, the corpus of
-real projects (/work/shared/corpus), shrunk once so a case builds in milliseconds: batch 1-2,
+real projects (tests/locations.py: RECAFFE_CORPUS), shrunk once so a case builds in milliseconds: batch 1-2,
 num_output capped at 16, data layers pointed at the small artifacts (tests/fuzz/artifacts.py), crops
 cut to fit them. Work a user legitimately asks for (a solver's test_iter of a billion, a convolution of
 10^11 multiply-adds) is not a hang: solver counts are clamped after mutation and a forward runs only
@@ -15,11 +15,13 @@ import os
 
 from google.protobuf import text_format
 
+import locations
+
 from . import artifacts
 from .mutate import image_header_size, mutate_bytes, mutate_message, mutate_text, print_message
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CORPUS = "/work/shared/corpus"
+CORPUS = locations.CORPUS
 MAX_FORWARD_OPS = 3e9
 CAP = 16
 
@@ -149,7 +151,8 @@ def _clamp_solver(solver):
 def forward_ops(net):
     """Estimated multiply-adds of one forward (layers with weights: weight count x output positions)."""
     ops = 0.0
-    for layer, step in zip(net.layers, net._steps):
+    for step in net.steps:
+        layer = step.layer
         tops = [net.blob_shapes.get(t, ()) for t in step.tops]
         out = sum(_count(s) for s in tops)
         ops += 10 * (out + sum(_count(s) for s in layer.bottom_shapes))

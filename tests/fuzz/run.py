@@ -91,7 +91,8 @@ def main(argv=None):
     summ = harness.summary(records)
     summ.update(seed=args.seed, random_cases=args.fuzz_cases, jobs=args.jobs, timeout=args.timeout,
                 mem_cap_gib=args.mem_cap, wall_seconds=round(time.time() - t0, 1),
-                net_seeds=len(ctx.nets), solver_seeds=len(ctx.solvers))
+                net_seeds=len(ctx.nets), solver_seeds=len(ctx.solvers),
+                corpus=cases.CORPUS if not args.no_corpus and os.path.isdir(cases.CORPUS) else None)
     print(f"fuzz: {summ['cases']} cases in {summ['wall_seconds']} s: " +
           ", ".join(f"{k} {v}" for k, v in sorted(summ["counts"].items())) +
           f"; slowest {summ['max_seconds']} s; peak RSS {summ['peak_rss'] / (1 << 20):.0f} MiB")
