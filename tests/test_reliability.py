@@ -576,3 +576,13 @@ def test_snapshot_prefix_with_a_nul_byte(tmp_path, art):
         s.snapshot()
     one_line(e, r"sn\\x00ap_iter_0\.caffemodel': cannot write: a file name cannot contain a NUL byte")
     assert sorted(os.listdir(tmp_path)) == ["s.prototxt"]
+
+
+def test_fork_layer_without_a_bottom(tmp_path):
+    """Fuzz case (seed 1, #6148): an Input turned into ConvolutionDepthwise has no bottom; the count
+    check names the layer instead of an IndexError."""
+    text = ('layer { name: "c" type: "ConvolutionDepthwise" top: "c" '
+            'convolution_param { num_output: 3 kernel_size: 3 } }')
+    with pytest.raises(NetError) as e:
+        build(net_file(tmp_path, text))
+    one_line(e, r"layer 'c' \(ConvolutionDepthwise\): takes at least 1 bottom blob\(s\), got 0")
