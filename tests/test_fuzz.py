@@ -5,7 +5,7 @@ a memory cap and a timeout. Every case must end as accepted or as a one-line Rec
 traceback, no crash, no hang, no case growing past the cap.
 
     pytest tests/test_fuzz.py                        # the CI slice: 300 random cases (seed 1)
-    pytest tests/test_fuzz.py --fuzz-cases 10000     # the long run (RELIABILITY.md has its counts)
+    pytest tests/test_fuzz.py --fuzz-cases 10000     # the long run (tests/fuzz/README.md has its counts)
 """
 import json
 import os

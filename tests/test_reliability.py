@@ -586,3 +586,33 @@ def test_fork_layer_without_a_bottom(tmp_path):
     with pytest.raises(NetError) as e:
         build(net_file(tmp_path, text))
     one_line(e, r"layer 'c' \(ConvolutionDepthwise\): takes at least 1 bottom blob\(s\), got 0")
+
+
+@pytest.mark.parametrize("backend", ["lmdb", "leveldb"])
+def test_a_failed_commit_leaves_nothing_behind(tmp_path, backend):
+    """The final rename fails (another process created the path meanwhile): the error reaches the caller
+    and the hidden staging folder is removed (StagedDatabase.__exit__ aborts when the commit fails)."""
+    from recaffe.netspec.data.lmdb_io import LMDBWriter
+    if backend == "leveldb":
+        pytest.importorskip("plyvel")
+        from recaffe.netspec.data.leveldb_io import LevelDBWriter as Writer
+    else:
+        Writer = LMDBWriter
+    db = tmp_path / "db"
+    with pytest.raises(OSError):
+        with Writer(str(db)) as w:
+            w.put("k", b"v")
+            db.mkdir()
+            (db / "other").write_text("someone else's")
+    assert sorted(os.listdir(tmp_path)) == ["db"] and os.listdir(db) == ["other"]
+
+
+def test_lmdb_map_full_is_one_line_and_nothing_is_written(tmp_path):
+    from recaffe.netspec.data.lmdb_io import LMDBWriter
+    db = tmp_path / "db"
+    with pytest.raises(DataError) as e:
+        with LMDBWriter(str(db), map_size=1 << 16) as w:
+            for i in range(100):
+                w.put(f"{i:04d}", b"x" * 4096)
+    one_line(e, r"db: the database outgrew its 64.0 KiB map .*; nothing was written")
+    assert os.listdir(tmp_path) == []

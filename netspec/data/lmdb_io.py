@@ -223,7 +223,7 @@ class LMDBWriter(StagedDatabase):
                 self.txn.commit()
                 self.txn = self.env.begin(write=True)
         except lmdb.MapFullError:
-            raise DataError(f"{self.path}: the database outgrew its {self.map_size >> 20} MiB map (this process's "
+            raise DataError(f"{self.path}: the database outgrew its {limits.human(self.map_size)} map (this process's "
                             f"address space is capped); nothing was written") from None
         except lmdb.Error as e:
             raise DataError(f"{self.path}: cannot write to LMDB database: {e}; nothing was written") from None
