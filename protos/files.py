@@ -14,6 +14,8 @@ def atomic_write(path, write, error=ProtoError):
     a plain open() would give (not mkstemp's 0600). An OSError becomes one line of ``error`` naming
     ``path``; with error None it propagates as it is."""
     path = os.fspath(path)
+    if "\0" in str(path) and error is not None:
+        raise error(f"{ascii(path)}: cannot write: a file name cannot contain a NUL byte")
     if isinstance(write, (bytes, bytearray, memoryview)):
         data = write
 
@@ -38,5 +40,6 @@ def atomic_write(path, write, error=ProtoError):
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(e, OSError) and error is not None:
-            raise error(f"{path}: cannot write: {e.strerror or e}") from None
+            shown = path if path.isprintable() else ascii(path)     # one line, even for a name with a newline
+            raise error(f"{shown}: cannot write: {e.strerror or e}") from None
         raise

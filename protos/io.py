@@ -24,7 +24,7 @@ import re
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 
-from . import caffe_pb2, forks, upgrade
+from . import caffe_pb2, forks, limits, upgrade
 from .printer import message_to_text
 from .blob import array_to_blobproto, array_to_datum, blobproto_to_array, datum_to_array  # noqa: F401
 from .errors import ProtoError
@@ -46,14 +46,26 @@ def _is_path(source):
     return not any(c in source for c in " \t\n{") and source.endswith(_PATH_EXT)
 
 
-def _load(source):
-    """(path label, content as bytes) of a path; ProtoError when it cannot be read."""
+def _load(source, text=None):
+    """(path label, content as bytes) of a path; ProtoError when it cannot be read, is not a regular
+    file (/dev/zero, a FIFO, a directory), is over protobuf's 2 GB, or is a text file (``text``
+    True, or None and its head is text) over RECAFFE_MAX_PROTOTXT_BYTES (protos.limits)."""
     path = os.fspath(source)
-    try:
-        with open(path, "rb") as f:
-            return path, f.read()
-    except OSError as e:
-        raise ProtoError(f"{path}: cannot read: {e.strerror}; expected an existing readable file") from None
+    size = limits.check_file(path, "", ProtoError, limits.PROTO_MAX_BYTES, "protobuf's limit, INT_MAX bytes")
+    cap = limits.max_prototxt_bytes()
+    if text is not False and cap is not None and size > cap:
+        if text is None:
+            with open(path, "rb") as f:
+                text = not _looks_binary(f.read(4096), path)
+        if text:
+            _text_too_big(path, size, cap)
+    return path, limits.read_file(path, "", ProtoError, limits.PROTO_MAX_BYTES, "protobuf's limit, INT_MAX bytes")
+
+
+def _text_too_big(path, size, cap):
+    raise ProtoError(f"{path}: prototxt text of {limits.human(size)} is over the limit of {limits.human(cap)} "
+                     "(RECAFFE_MAX_PROTOTXT_BYTES: protobuf's text parser takes ~6 us per field; raise the "
+                     "limit to read it)")
 
 
 def _looks_binary(data, path=""):
@@ -89,6 +101,9 @@ def _friendly(err, path):
 
 
 def _parse_text(text, message_cls, path, lenient):
+    cap = limits.max_prototxt_bytes()
+    if cap is not None and len(text) > cap:
+        _text_too_big(path, len(text), cap)
     msg = message_cls()
     try:
         text_format.Parse(text, msg)
@@ -115,7 +130,7 @@ def _decode(data, path):
 def read_text(source, message_cls, lenient=False):
     """A ``message_cls`` from prototxt text, or from a path to a prototxt file."""
     if _is_path(source):
-        path, data = _load(source)
+        path, data = _load(source, text=True)
         return _parse_text(_decode(data, path), message_cls, path, lenient)
     if isinstance(source, bytes):
         return _parse_text(_decode(source, "<bytes>"), message_cls, "<bytes>", lenient)
@@ -124,7 +139,7 @@ def read_text(source, message_cls, lenient=False):
 
 def read_binary(source, message_cls):
     """A ``message_cls`` from a binary file (path) or bytes, parsed by protobuf's C implementation."""
-    path, data = ("<bytes>", source) if isinstance(source, (bytes, bytearray, memoryview)) else _load(source)
+    path, data = ("<bytes>", source) if isinstance(source, (bytes, bytearray, memoryview)) else _load(source, False)
     try:
         return message_cls.FromString(bytes(data))
     except DecodeError as e:
@@ -184,7 +199,7 @@ def write_binary(message, path):
 def read_blobproto(source):
     """The array of a .binaryproto (mean file, infogain matrix...): (num, channels, height, width) for
     legacy dims, else the ``shape``; float32 (float64 when the file holds double_data)."""
-    path, data = ("<bytes>", bytes(source)) if isinstance(source, (bytes, bytearray)) else _load(source)
+    path, data = ("<bytes>", bytes(source)) if isinstance(source, (bytes, bytearray)) else _load(source, False)
     blob = read_binary(data, caffe_pb2.BlobProto) if path == "<bytes>" else None
     if blob is None:
         try:

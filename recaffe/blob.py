@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from recaffe.netspec.net.params import raw_blob
+from recaffe.protos import limits
+from recaffe.protos.errors import NetError
 
 
 def _as_shape(args):
@@ -20,6 +22,7 @@ def _as_shape(args):
     shape = tuple(int(d) for d in args)
     if any(d < 0 for d in shape):
         raise ValueError(f"blob shape must not have negative dimensions, got {shape}")
+    limits.check_blob(shape, "Blob.reshape", NetError)     # Blob::Reshape's limits, before zeros are made
     return shape
 
 

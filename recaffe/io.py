@@ -1,6 +1,8 @@
 """pycaffe's ``caffe.io``: image loading and resizing, the input Transformer, oversampling, and the
 BlobProto / Datum <-> numpy helpers (python/caffe/io.py). Images are handled without scikit-image:
 PIL decodes; resize_image reproduces scikit-image's resize as pycaffe calls it (numpy, no skimage)."""
+import io
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -54,13 +56,28 @@ def blobprotovector_str_to_arraylist(data):
 
 # -- images ----------------------------------------------------------------------------------------
 def load_image(filename, color=True):
-    """H x W x 3 RGB (or H x W x 1 gray when ``color`` is False) float32 image in [0, 1]."""
-    with Image.open(filename) as im:
-        if color:
-            im = im.convert("RGB")
-        elif im.mode not in ("L", "I", "F"):
-            im = im.convert("L")
-        arr = np.asarray(im)
+    """H x W x 3 RGB (or H x W x 1 gray when ``color`` is False) float32 image in [0, 1].
+
+    Bad input is a one-line DataError naming the file: not a regular file, width x height over
+    RECAFFE_MAX_IMAGE_PIXELS (read from the header, before decoding; also PIL's own bomb limit),
+    not an image PIL reads, or truncated."""
+    from recaffe.netspec.data.image import check_pixels
+    from recaffe.protos import limits
+    from recaffe.protos.errors import DataError
+    path = str(filename)
+    data = limits.read_file(path, "image", DataError)
+    check_pixels(data, path)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if color:
+                im = im.convert("RGB")
+            elif im.mode not in ("L", "I", "F"):
+                im = im.convert("L")
+            arr = np.asarray(im)
+    except Image.DecompressionBombError as e:
+        raise DataError(f"{path}: cannot read image: {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:   # PIL: unidentified, truncated, corrupt
+        raise DataError(f"{path}: cannot read image: {str(e).strip() or type(e).__name__}") from None
     img = arr.astype(np.float32)
     if arr.dtype == np.uint8:
         img /= 255.0

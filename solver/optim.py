@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from recaffe.protos.errors import SolverError
+from .policies import c_pow
 
 
 #: elements per piece of a large parameter in an update: the update's passes (decay, history, step)
@@ -244,7 +245,8 @@ class Adam(CaffeOptimizer):
         m, v = hist
         b1, b2 = _f32(group["momentum"]), _f32(group["momentum2"])
         t = self.iteration + 1
-        correction = _f32(math.sqrt(1.0 - math.pow(b2, t)) / (1.0 - math.pow(b1, t)))
+        with np.errstate(all="ignore"):     # C semantics for extreme betas: NaN/inf, not a Python error
+            correction = _f32(np.sqrt(np.float64(1.0 - c_pow(b2, t))) / np.float64(1.0 - c_pow(b1, t)))
         m.mul_(b1).add_(g, alpha=_f32(1.0 - b1))
         v.mul_(b2).add_(g * g, alpha=_f32(1.0 - b2))
         out = torch.div(m, v.sqrt().add_(_f32(group["delta"])), out=g)

@@ -19,7 +19,27 @@ POLICIES = ("fixed", "step", "exp", "inv", "multistep", "poly", "sigmoid")
 
 
 def _f32(x):
-    return float(np.float32(x))
+    with np.errstate(over="ignore"):
+        return float(np.float32(x))
+
+
+def c_pow(a, b):
+    """C's pow(): inf or NaN where Python's math.pow raises (extreme solver values train into inf/NaN
+    as in Caffe instead of ending in an OverflowError/ValueError)."""
+    try:
+        return math.pow(a, b)
+    except OverflowError:
+        return -math.inf if a < 0 and float(b).is_integer() and int(b) % 2 else math.inf
+    except ValueError:
+        return math.nan
+
+
+def c_exp(x):
+    """C's exp(): inf on overflow."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 def check_policy(param, where="solver"):
@@ -48,23 +68,23 @@ def learning_rate(param, it, current_step=0):
         if param.stepsize <= 0:
             raise SolverError(f"lr_policy 'step' needs stepsize > 0 (got {param.stepsize})")
         current_step = it // param.stepsize
-        rate = base * math.pow(gamma, current_step)
+        rate = base * c_pow(gamma, current_step)
     elif policy == "exp":
-        rate = base * math.pow(gamma, it)
+        rate = base * c_pow(gamma, it)
     elif policy == "inv":
-        rate = base * math.pow(_f32(1.0 + _f32(gamma * it)), -param.power)
+        rate = base * c_pow(_f32(1.0 + _f32(gamma * it)), -param.power)
     elif policy == "multistep":
         values = param.stepvalue
         if current_step < len(values) and it >= values[current_step]:
             current_step += 1
-        rate = base * math.pow(gamma, current_step)
+        rate = base * c_pow(gamma, current_step)
     elif policy == "poly":
         if param.max_iter <= 0:
             raise SolverError(f"lr_policy 'poly' needs max_iter > 0 (got {param.max_iter})")
         frac = _f32(1.0 - _f32(_f32(it) / _f32(param.max_iter)))
-        rate = base * math.pow(frac, param.power)
+        rate = base * c_pow(frac, param.power)
     elif policy == "sigmoid":
-        rate = base * (1.0 / (1.0 + math.exp(-gamma * (it - param.stepsize))))
+        rate = base * (1.0 / (1.0 + c_exp(-gamma * (it - param.stepsize))))
     else:
         check_policy(param)
     return _f32(rate), current_step

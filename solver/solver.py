@@ -265,12 +265,7 @@ class Solver:
     def restore(self, path):
         """Solver::Restore: iter, current_step, learned_net weights and the history blobs."""
         path = str(path)
-        if path.endswith(".pth"):
-            d = torch.load(path, weights_only=True)
-            st = state.SolverStateFile(int(d["iter"]), d.get("learned_net", ""), int(d.get("current_step", 0)),
-                                       [h.numpy() for h in d["history"]])
-        else:
-            st = state.read_solverstate(path)
+        st = state.read_solverstate(path)
         if st.learned_net:
             model = st.learned_net
             if not os.path.exists(model):   # moved snapshots: look beside the state file

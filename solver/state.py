@@ -11,7 +11,8 @@ HDF5 states (.solverstate.h5, snapshot_format: HDF5) are read and written by net
 """
 import torch
 
-from recaffe.netspec.weights import h5 as weights_h5, wire
+from recaffe.netspec.weights import h5 as weights_h5, pth, wire
+from recaffe.protos import limits
 from recaffe.protos.files import atomic_write
 from recaffe.protos.blob import encode_varint
 from recaffe.protos.errors import SolverError, WeightsError
@@ -49,17 +50,19 @@ class SolverStateFile:
 
 
 def read_solverstate(path):
-    """Read a binary .solverstate, or an HDF5 one (name ending in .h5, as Solver::Restore decides)."""
-    if str(path).endswith(".h5"):
+    """Read a binary .solverstate, an HDF5 one (name ending in .h5, as Solver::Restore decides) or a
+    torch one (.pth: a dict iter/learned_net/current_step/history, type-checked by weights.pth)."""
+    path = str(path)
+    if path.endswith(".h5"):
         try:
             return SolverStateFile(*weights_h5.read_solverstate(path))
         except WeightsError as e:
             raise SolverError(str(e)) from None
-    try:
-        with open(path, "rb") as f:
-            buf = bytearray(f.read())
-    except OSError as e:
-        raise SolverError(f"{path}: cannot read solver state: {e.strerror}") from None
+    if path.endswith(".pth"):
+        it, learned, step, history = pth.solver_state(pth.load(path, ".solverstate.pth", SolverError), path,
+                                                      SolverError)
+        return SolverStateFile(it, learned, step, [h.detach().float().numpy() for h in history])
+    buf = bytearray(limits.read_file(path, "solver state", SolverError))
     iteration, learned, step, history = 0, "", 0, []
     try:
         for fn, wt, v in wire._fields(buf, 0, len(buf)):

@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 
+from recaffe.protos import limits
 from recaffe.protos.errors import DataError
 from recaffe.tools._cli import FlagParser, run
 
@@ -69,10 +70,12 @@ def _positional(flags, pos):
 def read_channel_mean(path):
     """Per-channel mean (C,) of a .npy (C x H x W, or C) or .binaryproto file."""
     if path.endswith(".npy"):
-        try:
-            arr = np.load(path)
-        except (OSError, ValueError) as e:
+        limits.check_file(path, "mean .npy", DataError)
+        try:   # mapped first: a header declaring more than the file holds is refused, nothing allocated
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
             raise DataError(f"{path}: cannot read mean .npy: {e}") from None
+        limits.check_alloc(arr.size * 4, f"{path}: mean .npy of shape {arr.shape}", DataError)
     else:
         from recaffe.netspec.data.meanfile import read_mean
         arr = np.asarray(read_mean(path))
@@ -85,11 +88,8 @@ def read_channel_mean(path):
 
 
 def read_labels(path):
-    try:
-        with open(path) as f:
-            return [line.rstrip("\n") for line in f if line.strip()]
-    except OSError as e:
-        raise DataError(f"{path}: cannot read labels: {e.strerror}") from None
+    data = limits.read_file(path, "labels", DataError)      # a regular file (not /dev/zero)
+    return [line.rstrip("\n") for line in data.decode("utf-8", "replace").splitlines() if line.strip()]
 
 
 def classify(images, flags, out=None):

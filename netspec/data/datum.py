@@ -160,6 +160,9 @@ def datum_to_array(d, color_mode=None, where="<datum>"):
         return decode_image(d.data, mode, where=where)
     shape = (d.channels, d.height, d.width)
     n = shape[0] * shape[1] * shape[2]
+    if min(shape) <= 0:     # Caffe's DataTransformer: CHECK_GT(datum_channels, 0), CHECK_GE(height, crop)...
+        raise DataError(f"{where}: datum of channels x height x width = {' x '.join(map(str, shape))}; a datum "
+                        f"needs at least one pixel (an empty record: rebuild the database)")
     if d.data:
         if len(d.data) != n:
             raise DataError(f"{where}: datum data has {len(d.data)} bytes, channels*height*width = {n}")

@@ -19,11 +19,19 @@ Checked byte for byte against the real convert_imageset (raw, --gray, --encoded,
 shrinking and enlarging): tests/test_data_tools.py, goldens by tests/oracle/make_data_goldens.py.
 
 OpenCV is imported on first use, so code that never touches an image does not pay for it.
+
+Size limit: an image's width x height is read from its header (``image_size``, PIL's format parsers,
+a few microseconds) and checked against RECAFFE_MAX_IMAGE_PIXELS (protos.limits) before OpenCV
+decodes anything; files are read only when regular (not /dev/zero, a FIFO...). OpenCV's own limit
+(OPENCV_IO_MAX_IMAGE_PIXELS) is set to the same value when recaffe imports it, for formats PIL
+does not parse.
 """
+import io
 import os
 
 import numpy as np
 
+from recaffe.protos import limits
 from recaffe.protos.errors import DataError
 
 COLOR, GRAY, AS_STORED = "color", "gray", "as_stored"
@@ -34,6 +42,8 @@ def cv2():
     """The cv2 module (imported once), or a DataError saying how to install it."""
     global _cv2
     if _cv2 is None:
+        limit = limits.max_image_pixels()
+        os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(limit or 1 << 62))
         try:
             import cv2 as mod
         except ImportError:
@@ -61,10 +71,68 @@ def chw_to_hwc(chw):
     return chw[0] if chw.shape[0] == 1 else chw.transpose(1, 2, 0)
 
 
+def image_size(data):
+    """(width, height) from the header of encoded image bytes, without decoding the pixels; None when
+    PIL does not recognise the format. PIL's format parsers are called as ``Image.open`` calls them,
+    minus its decompression-bomb check (the caller applies recaffe's limit to the size)."""
+    head = bytes(data[:32])
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":     # PNG: IHDR comes first
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] == b"\xff\xd8":
+        size = _jpeg_size(memoryview(data).cast("B"))
+        if size is not None:
+            return size
+    from PIL import Image
+    Image.init()
+    for fmt in list(Image.ID):
+        factory, accept = Image.OPEN[fmt]
+        try:
+            ok = not accept or accept(head)
+            if ok and not isinstance(ok, str):
+                return factory(io.BytesIO(data), "").size
+        except Exception:  # noqa: BLE001 - a third-party parser on untrusted bytes: not this format
+            continue
+    return None
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(buf):
+    """(width, height) of the first SOF segment of a JPEG (ITU T.81 B.2.2), walking the marker
+    segments; None when the stream ends first (PIL then decides)."""
+    pos, n = 2, len(buf)
+    while pos + 9 <= n:
+        if buf[pos] != 0xFF:
+            return None
+        marker = buf[pos + 1]
+        if marker == 0xFF:                  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, 0xD0, 0xD1, 0xD2, 0xD3, 0xD4, 0xD5, 0xD6, 0xD7):   # no length
+            pos += 2
+            continue
+        if marker in _SOF:
+            return (buf[pos + 7] << 8 | buf[pos + 8]), (buf[pos + 5] << 8 | buf[pos + 6])
+        pos += 2 + (buf[pos + 2] << 8 | buf[pos + 3])
+    return None
+
+
+def check_pixels(data, where):
+    """Refuse encoded image bytes whose header declares more than RECAFFE_MAX_IMAGE_PIXELS; returns
+    (width, height) or None (format unknown to PIL: OpenCV's own limit then applies)."""
+    size = image_size(data)
+    if size is not None:
+        limits.check_image_pixels(size[0], size[1], where, DataError)
+    return size
+
+
 def decode_hwc(data, mode=COLOR, where="<bytes>"):
     """Encoded image bytes (bytes, memoryview, numpy uint8) -> OpenCV's H x W (x C) uint8 array."""
     flag = _flag(mode)
     buf = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
+    if buf.size:
+        check_pixels(buf, where)
     try:
         img = _cv2.imdecode(buf, flag) if buf.size else None
     except _cv2.error as e:
@@ -85,11 +153,8 @@ def decode_image(data, mode=COLOR, where="<bytes>"):
 
 
 def read_file(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise DataError(f"{path}: cannot read image: {e.strerror}") from None
+    """The bytes of an image file (a regular file; its size checked against the memory available)."""
+    return limits.read_file(path, "image", DataError)
 
 
 def read_image_hwc(path, mode=COLOR, height=0, width=0):
@@ -136,17 +201,11 @@ def encode_image(chw, fmt):
 
 
 def check_image_header(data, where="<bytes>"):
-    """Raise DataError unless ``data`` starts like an image file (its header parsed by PIL, without
-    decoding the pixels: convert_imageset's verbatim --encoded path stores the file as it is)."""
-    from PIL import Image, UnidentifiedImageError
-    import io
-    try:
-        img = Image.open(io.BytesIO(data))
-        if img.width <= 0 or img.height <= 0:
-            raise ValueError("empty image")
-    except Image.DecompressionBombError:
-        return                  # a valid header, only over PIL's pixel limit for decoding
-    except UnidentifiedImageError:
-        raise DataError(f"{where}: cannot decode image (not a JPEG/PNG/BMP/TIFF/... image file)") from None
-    except (OSError, SyntaxError, ValueError) as e:
-        raise DataError(f"{where}: cannot decode image: {e}") from None
+    """Raise DataError unless ``data`` starts like an image file of at most RECAFFE_MAX_IMAGE_PIXELS
+    (its header parsed by PIL, without decoding the pixels: convert_imageset's verbatim --encoded path
+    stores the file as it is)."""
+    size = check_pixels(data, where)
+    if size is None:
+        raise DataError(f"{where}: cannot decode image (not a JPEG/PNG/BMP/TIFF/... image file)")
+    if size[0] <= 0 or size[1] <= 0:
+        raise DataError(f"{where}: cannot decode image: empty image ({size[0]} x {size[1]})")

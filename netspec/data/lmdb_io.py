@@ -3,8 +3,9 @@
 Reading: records in key order (LMDB's byte-wise order, what Caffe's cursor walks), the environment
 opened read-only, without locking and without readahead, so that any number of worker processes can
 read it at once; a process opens its own handle lazily (handles must not cross ``fork``). The keys
-are listed once when a reader is made (random access by record index, any worker; about a second and
-~100 bytes per record for an ImageNet-sized database).
+are listed once when a reader is made (random access by record index, any worker; ~100 bytes per
+record), by lmdb_check, which checks every branch and leaf page on the way: a damaged database is a
+one-line DataError naming it, never a SIGBUS or an abort inside liblmdb.
 
 Writing (``LMDBWriter``): the database is built in a temporary directory next to the target and
 renamed into place when complete, so a failure or an interrupt never leaves a half-written database
@@ -17,7 +18,9 @@ import tempfile
 
 import lmdb
 
+from recaffe.protos import limits
 from recaffe.protos.errors import DataError
+from . import lmdb_check
 
 def check_lmdb_path(path):
     if not os.path.exists(path):
@@ -27,6 +30,28 @@ def check_lmdb_path(path):
             if os.path.exists(os.path.join(path, "CURRENT")):
                 raise DataError(f"{path}: this is a LevelDB database, not an LMDB (use --backend leveldb)")
             raise DataError(f"{path}: not an LMDB database (no data.mdb in the directory)")
+    limits.check_file(_data_file(path), "LMDB data file", DataError)
+
+
+def _data_file(path):
+    return os.path.join(path, "data.mdb") if os.path.isdir(path) else path
+
+
+def check_env_size(env, path):
+    """A damaged database must be a clean error, never a SIGBUS: LMDB maps the data file and trusts
+    its meta page, so a file shorter than the meta page's last page (a truncated copy, a full disk)
+    would fault on the first read past its end. Checked right after opening, before any read
+    (mdb_env_open reads the meta pages with read(), not through the map)."""
+    try:
+        info, psize = env.info(), env.stat()["psize"]
+        size = os.path.getsize(_data_file(path))
+    except (lmdb.Error, OSError) as e:
+        raise DataError(f"{path}: damaged LMDB database: {e}") from None
+    need = (info["last_pgno"] + 1) * psize
+    if size < need:
+        raise DataError(f"{path}: damaged LMDB database: {_data_file(path)} has {size} bytes but its meta page "
+                        f"says the data runs to page {info['last_pgno']} ({need} bytes of {psize}-byte pages): "
+                        f"a truncated copy? copy or rebuild it")
 
 
 _ENVS = {}
@@ -45,6 +70,11 @@ def _shared_env(path):
                             subdir=os.path.isdir(path), max_readers=512)
         except lmdb.Error as e:
             raise DataError(f"{path}: cannot open LMDB database: {e}") from None
+        try:
+            check_env_size(env, path)
+        except DataError:
+            env.close()
+            raise
         _ENVS[key] = env
     return env
 
@@ -56,8 +86,9 @@ class LMDBReader:
         self.path = str(path)
         check_lmdb_path(self.path)
         self._env, self._pid = None, None
-        with self._open().begin(buffers=False) as txn:
-            self.keys = [k for k in txn.cursor().iternext(keys=True, values=False)]
+        self._open()                  # liblmdb's own checks of the meta pages, and the file's size
+        # every page liblmdb will walk is checked first (a damaged page aborts liblmdb), keys listed
+        self.keys = lmdb_check.read_keys(_data_file(self.path), self.path)
         if not self.keys:
             raise DataError(f"{self.path}: LMDB database is empty")
 
@@ -96,21 +127,30 @@ class LMDBReader:
 
     def get_many(self, indices):
         """Values of several records in one read transaction (one batch)."""
-        with self._open().begin(buffers=False) as txn:
+        with self._reading(), self._open().begin(buffers=False) as txn:
             return self._values(txn, indices)
 
     @contextlib.contextmanager
     def buffers(self, indices):
         """Zero-copy values of several records (memoryviews into the memory map), valid only inside
         the ``with`` block (one read transaction)."""
-        with self._open().begin(buffers=True) as txn:
+        with self._reading(), self._open().begin(buffers=True) as txn:
             yield self._values(txn, indices)
 
     def items(self, buffers=False):
         """(key, value) in key order; buffers=True: values are memoryviews into the memory map, each
         valid until the generator moves on or closes (use it at once)."""
-        with self._open().begin(buffers=buffers) as txn:
+        with self._reading(), self._open().begin(buffers=buffers) as txn:
             yield from txn.cursor().iternext(keys=True, values=True)
+
+    @contextlib.contextmanager
+    def _reading(self):
+        """An LMDB error while reading (a damaged page: MDB_CORRUPTED, MDB_PAGE_NOTFOUND) as a DataError
+        naming the database."""
+        try:
+            yield
+        except lmdb.Error as e:
+            raise DataError(f"{self.path}: damaged LMDB database: {e}") from None
 
     def close(self):
         """Forget this reader's handle (the environment stays open for other readers of the file)."""
@@ -120,7 +160,8 @@ class LMDBReader:
 class StagedDatabase:
     """What the LMDB and LevelDB writers share: the database is written into a hidden folder beside
     ``path`` and renamed to ``path`` on commit (a reader never sees half a database; an error or an
-    interrupt removes the folder); used as a context manager (commit on success, abort on error)."""
+    interrupt removes the folder); used as a context manager (commit on success, abort on error or
+    when the commit itself fails: a full disk leaves no hidden folder behind)."""
 
     def _stage(self, path):
         self.path = os.path.abspath(str(path))
@@ -143,7 +184,11 @@ class StagedDatabase:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.commit()
+            try:
+                self.commit()
+            except BaseException:
+                self.abort()
+                raise
         else:
             self.abort()
         return False
@@ -154,7 +199,16 @@ class LMDBWriter(StagedDatabase):
 
     def __init__(self, path, commit_every=1000, map_size=1 << 40):
         self._stage(path)
-        self.env = lmdb.open(self.tmp, map_size=map_size, subdir=True, meminit=False, sync=False)
+        self.env = None
+        while self.env is None:     # the map is address space only; a capped process gets a smaller one
+            try:
+                self.env = lmdb.open(self.tmp, map_size=map_size, subdir=True, meminit=False, sync=False)
+            except lmdb.Error as e:
+                if map_size <= 1 << 30:
+                    self._discard()
+                    raise DataError(f"{self.path}: cannot create LMDB database: {e}") from None
+                map_size >>= 2
+        self.map_size = map_size
         self.commit_every = commit_every
         self.count = 0
         self.txn = self.env.begin(write=True)
@@ -162,16 +216,25 @@ class LMDBWriter(StagedDatabase):
     def put(self, key, value):
         if isinstance(key, str):
             key = key.encode()
-        self.txn.put(key, value)
-        self.count += 1
-        if self.count % self.commit_every == 0:
-            self.txn.commit()
-            self.txn = self.env.begin(write=True)
+        try:
+            self.txn.put(key, value)
+            self.count += 1
+            if self.count % self.commit_every == 0:
+                self.txn.commit()
+                self.txn = self.env.begin(write=True)
+        except lmdb.MapFullError:
+            raise DataError(f"{self.path}: the database outgrew its {limits.human(self.map_size)} map (this process's "
+                            f"address space is capped); nothing was written") from None
+        except lmdb.Error as e:
+            raise DataError(f"{self.path}: cannot write to LMDB database: {e}; nothing was written") from None
 
     def commit(self):
-        self.txn.commit()
-        self.txn = None
-        self.env.sync(True)
+        txn, self.txn = self.txn, None      # a failed commit has ended the transaction (abort skips it)
+        try:
+            txn.commit()
+            self.env.sync(True)
+        except lmdb.Error as e:
+            raise DataError(f"{self.path}: cannot write to LMDB database: {e}; nothing was written") from None
         self.env.close()
         try:
             os.unlink(os.path.join(self.tmp, "lock.mdb"))

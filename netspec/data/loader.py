@@ -52,12 +52,12 @@ class BatchMaker(Dataset):
         return 1 << 62
 
     def indices(self, b):
-        n = len(self.source)
-        out = []
-        for p in range(self.skip + b * self.batch_size, self.skip + (b + 1) * self.batch_size):
-            epoch, k = divmod(p, n)
-            out.append(self._order(epoch)[k] if self.shuffle else k)
-        return out
+        return [self.index(p) for p in range(self.skip + b * self.batch_size, self.skip + (b + 1) * self.batch_size)]
+
+    def index(self, p):
+        """The record served at stream position ``p`` (the first record of batch 0 is ``index(skip)``)."""
+        epoch, k = divmod(p, len(self.source))
+        return self._order(epoch)[k] if self.shuffle else k
 
     def _order(self, epoch):
         """The record order of pass ``epoch`` (one cached; safe to call from several threads)."""

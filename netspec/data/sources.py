@@ -9,7 +9,9 @@ spaces); the image path is ``root_folder + path`` (plain concatenation). Caffe r
 never what the user meant. Blank lines are ignored.
 """
 import contextlib
+import io
 
+from recaffe.protos import limits
 from recaffe.protos.errors import DataError
 from .datum import decode_value
 from .image import COLOR, GRAY, read_image
@@ -33,11 +35,8 @@ def parse_list_line(line, where):
 def read_list(list_file, skip_bad=False):
     """The (path, label, line number) entries of a list file; with skip_bad, also the bad lines as
     a list of error messages instead of raising on the first."""
-    try:
-        with open(list_file, encoding="utf-8", errors="surrogateescape") as f:
-            lines = f.readlines()
-    except OSError as e:
-        raise DataError(f"{list_file}: cannot read list file: {e.strerror}") from None
+    data = limits.read_file(list_file, "list file", DataError)     # a regular file (not /dev/zero)
+    lines = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape").readlines()
     entries, bad = [], []
     for n, line in enumerate(lines, 1):
         if not line.strip():

@@ -23,7 +23,7 @@ import contextlib
 import torch
 from torch import nn
 
-from recaffe.protos import caffe_pb2
+from recaffe.protos import caffe_pb2, limits
 from recaffe.protos.errors import NetError
 from recaffe.protos.io import read_net
 from . import build as netbuild, fuse as netfuse, kernels, params as netparams
@@ -57,7 +57,10 @@ class Net(nn.Module):
         self.net_param = netbuild.insert_splits(filtered)
         self._inserted_splits = {l.name for l in self.net_param.layer} - {l.name for l in filtered.layer}
         self.layers = nn.ModuleList()
-        self._build()
+        with limits.building(NetError) as budget:   # sizes checked before anything is allocated
+            self._build()
+            budget.blob(4 * sum(limits.blob_count(s) for s in self.blob_shapes.values()))
+            budget.close(f"net '{self.name}' ({self.phase})")
         netparams.wire_params(self)
         self._register_state_dict_hooks()
         self.blobs = collections.OrderedDict()
@@ -196,6 +199,7 @@ class Net(nn.Module):
             shape = shapes.get(name)
             if shape is None:
                 shape = tuple(self.blobs[name].shape) if name in self.blobs else self.blob_shapes[name]
+            limits.check_blob(shape, f"net '{self.name}': input '{name}'", NetError)
             feed[name] = torch.zeros(tuple(shape))
         with torch.no_grad():
             self.forward(**feed)

@@ -23,9 +23,10 @@ import os
 import numpy as np
 import torch
 
+from recaffe.protos import limits
 from recaffe.protos.files import atomic_write
 from recaffe.protos.errors import WeightsError
-from . import h5 as weights_h5, wire
+from . import h5 as weights_h5, pth, wire
 
 
 def _format(path):
@@ -46,11 +47,13 @@ def load_weights(net, path):
     # HDF5 or binary proto by content, as Caffe (H5Fis_hdf5); the suffix decides only for a missing file
     if weights_h5.is_hdf5(path) or (fmt == "h5" and not os.path.exists(path)):
         return weights_h5.load(net, path)
+    size = limits.check_file(path, "weights", WeightsError)      # not /dev/zero, a FIFO, a directory
+    limits.check_alloc(size, f"{path}: reading weights", WeightsError)
     try:
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
             buf = bytearray(size)
-            f.readinto(buf)
+            if f.readinto(buf) != size:
+                raise WeightsError(f"{path}: weights file changed size while being read")
     except OSError as e:
         raise WeightsError(f"{path}: cannot read weights: {e.strerror}") from None
     try:
@@ -95,12 +98,7 @@ def _check_shape(path, name, i, blob, shape):
 
 
 def _load_pth(net, path):
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as e:
-        raise WeightsError(f"{path}: cannot read .pth weights: {e}") from None
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: expected a dict '<layer>.<blob index>' -> tensor, got {type(state).__name__}")
+    state = pth.tensor_dict(pth.load(path, ".pth weights", WeightsError), path, ".pth weights", WeightsError)
     ignored = []
     with torch.no_grad():
         for key, value in state.items():

@@ -20,33 +20,23 @@ group ``history`` with datasets "0".."N-1" in the history blobs' shapes (exact s
 Caffe recognises an HDF5 weights file by content (H5Fis_hdf5), so ``is_hdf5`` sniffs the signature.
 Writes go to a temporary file in the destination folder, then a rename.
 """
-import contextlib
 import os
 
 import numpy as np
 import torch
 
 from recaffe.protos.errors import WeightsError
+from recaffe.netspec.data import hdf5
 from recaffe.netspec.net.params import raw_blob
 from recaffe.protos.files import atomic_write
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
 
-@contextlib.contextmanager
 def _reading(path, what):
-    """``path`` opened read-only for the ``with`` body; a missing, unreadable or corrupt file (an OSError
-    from h5py while opening or reading) is a one-line WeightsError naming it."""
-    h5py = _h5py()
-    if not os.path.isfile(path):
-        raise WeightsError(f"{path}: not a regular file (an {what} file expected)" if os.path.exists(path)
-                           else f"{path}: no such {what} file")
-    try:
-        with h5py.File(path, "r") as f:
-            yield f
-    except OSError as e:
-        msg = str(e).replace("Unable to synchronously open file ", "").replace("Unable to open file ", "")
-        raise WeightsError(f"{path}: cannot read {what}: {msg}") from None
+    """``path`` opened read-only for the ``with`` body; a missing, non-regular, unreadable or damaged file
+    (h5py's errors while opening or reading) is a one-line WeightsError naming it (netspec.data.hdf5)."""
+    return hdf5.reading(path, what, WeightsError)
 
 
 def _h5py():
@@ -119,7 +109,8 @@ def load(net, path):
                                        f"mismatch: file shape {_dims(ds.shape)}, net shape {_dims(p.shape)}. "
                                        f"To learn this layer's parameters from scratch rather than copying "
                                        f"from a saved net, rename the layer")
-                p.copy_(torch.from_numpy(np.asarray(ds[()], dtype=np.float32).reshape(p.shape)))
+                p.copy_(torch.from_numpy(hdf5.read_dataset(ds, f"{path}: /data/{name}/{j}", WeightsError)
+                                         .reshape(p.shape)))
     return ignored
 
 
@@ -165,7 +156,7 @@ def _int(f, path, key):
     ds = f.get(key)
     if ds is None or not hasattr(ds, "shape") or ds.dtype.kind not in "iu" or ds.size < 1:
         raise WeightsError(f"{path}: no integer dataset '{key}'; not a Caffe HDF5 solver state")
-    return int(np.asarray(ds[()]).reshape(-1)[0])
+    return int(np.asarray(ds[()] if ds.ndim == 0 else ds[(0,) * ds.ndim]).reshape(-1)[0])   # one value read
 
 
 def write_solverstate(path, iteration, learned_net, history, current_step=0):
@@ -196,7 +187,11 @@ def read_solverstate(path):
         iteration = _int(f, path, "iter")
         learned = ""
         if "learned_net" in f:
-            v = f["learned_net"][()]
+            ds = f["learned_net"]
+            if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "SUO" or ds.size > 1 or \
+                    ds.dtype.itemsize > 1 << 16:
+                raise WeightsError(f"{path}: learned_net is not a string dataset (a file name)")
+            v = ds[()]
             v = v.reshape(-1)[0] if isinstance(v, np.ndarray) and v.size else v
             try:
                 learned = (v if isinstance(v, bytes) else str(v).encode()).split(b"\0", 1)[0].decode("utf-8")
@@ -211,7 +206,5 @@ def read_solverstate(path):
             ds = g.get(str(i))
             if not isinstance(ds, h5py.Dataset):
                 raise WeightsError(f"{path}: /history has {len(g)} entries but no dataset '{i}'")
-            if ds.dtype.kind not in "fiu":
-                raise WeightsError(f"{path}: /history/{i} is not a numeric dataset")
-            history.append(np.asarray(ds[()], dtype=np.float32))
+            history.append(hdf5.read_dataset(ds, f"{path}: /history/{i}", WeightsError))
     return iteration, learned, step, history

@@ -39,6 +39,11 @@ Construction (``Layer.__init__``, never overridden by built-in layers):
   allocated or refilled. A layer built on its own (outside a Net) calls ``apply_fillers()`` itself;
 * sets ``self.top_shapes``: one shape tuple per top (a loss top has shape ``()``).
 
+Sizes are checked before anything is allocated, as Caffe's Blob::Reshape does (protos.limits: at most
+32 axes and INT_MAX elements): every parameter blob in ``add_blob`` (then against the memory budget of
+the Net being built), every shape assigned to ``top_shapes``. A layer that allocates something else
+from its parameters (a padded buffer) checks it itself with ``limits.check_blob``.
+
 A subclass of another layer class calls ``super().setup(p)`` first (NeuronLayer, LossBase do the
 shared part of a family there).
 
@@ -59,7 +64,7 @@ import re
 import torch
 from torch import nn
 
-from recaffe.protos import caffe_pb2
+from recaffe.protos import caffe_pb2, limits
 from recaffe.protos.errors import NetError
 
 _LP_FIELDS = caffe_pb2.LayerParameter.DESCRIPTOR.fields_by_name
@@ -164,11 +169,28 @@ class Layer(nn.Module):
         if src is not None and i < len(src.blobs) and tuple(src.blobs[i].shape) == shape \
                 and src.blobs[i].dtype == dtype:
             p = src.blobs[i]
-        else:
+        else:       # Blob::Reshape's limits, then the memory budget of the Net being built, first
+            n = limits.check_blob(shape, f"layer '{self.name}' ({self.type}): parameter blob {i}", NetError)
+            if limits.active_budget() is not None:
+                limits.active_budget().param(n * dtype.itemsize, f"layer '{self.name}' ({self.type}): "
+                                             f"parameter blob {i} {shape}")
             p = nn.Parameter(torch.zeros(shape, dtype=dtype))
         self.blobs.append(p)
         self.blob_fillers.append(filler)
         return p
+
+    @property
+    def top_shapes(self):
+        return self._top_shapes
+
+    @top_shapes.setter
+    def top_shapes(self, shapes):
+        """Every top shape a layer computes is checked as Caffe's Blob::Reshape does (protos.limits),
+        before the layer can allocate anything of that size."""
+        for i, s in enumerate(shapes):
+            top = f" ('{self.lp.top[i]}')" if i < len(self.lp.top) else ""
+            limits.check_blob(s, f"layer '{self.name}' ({self.type}): top {i}{top}", NetError)
+        self._top_shapes = shapes
 
     def rebuilt(self, bottom_shapes):
         """A new layer of this class and LayerParameter set up for other bottom shapes (Caffe's Reshape

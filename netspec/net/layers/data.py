@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from recaffe.protos.errors import DataError
+from recaffe.netspec.data import hdf5
 from recaffe.netspec.data.loader import BatchMaker, Feeder
 from recaffe.netspec.data.sources import ImageListSource, LMDBSource
 from recaffe.netspec.data.transformer import DataTransformer
@@ -33,7 +34,7 @@ class _FeedLayer(Layer):
         self.num_workers = None
         self.prefetch = max(1, int(prefetch))
         self._maker = BatchMaker(source, self.tf, batch_size, self.seed, shuffle, skip)
-        first = source.load(self._maker.indices(0)[0])[0]
+        first = source.load(self._maker.index(self._maker.skip))[0]     # not a whole batch of indices
         self.tf.check_source_shape(first.shape)
         self.top_shapes = [(batch_size,) + self.tf.out_shape(first.shape), (batch_size,)][:len(self.lp.top)]
         self.register_buffer("_device_probe", torch.empty(0), persistent=False)
@@ -161,13 +162,7 @@ class HDF5Data(Layer):
         self.batch_size, self.shuffle = int(p.batch_size), bool(p.shuffle)
         if self.batch_size <= 0:
             raise self.error(f"hdf5_data_param.batch_size must be > 0, got {self.batch_size}")
-        try:
-            with open(p.source) as f:
-                self.files = f.read().split()
-        except OSError as e:
-            raise DataError(f"layer '{self.name}': cannot read HDF5 source list {p.source!r}: {e.strerror}") from None
-        if not self.files:
-            raise DataError(f"{p.source}: the HDF5 source list names no files")
+        self.files = hdf5.read_source_list(p.source, self.name)
         self._rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item()))
         self._file_order = self._rng.permutation(len(self.files)) if self.shuffle else np.arange(len(self.files))
         self._file_pos = 0
@@ -175,22 +170,8 @@ class HDF5Data(Layer):
         self.top_shapes = [(self.batch_size,) + a.shape[1:] for a in self._arrays]
 
     def _load(self, k):
-        path = self.files[k]
-        try:
-            with _h5py().File(path, "r") as f:
-                arrays = []
-                for name in self.lp.top:
-                    if name not in f:
-                        raise DataError(f"{path}: no dataset '{name}' (layer '{self.name}'); datasets: "
-                                        f"{', '.join(sorted(f.keys()))}")
-                    arrays.append(np.asarray(f[name][()], np.float32))
-        except OSError as e:
-            raise DataError(f"{path}: cannot read HDF5 file: {e}") from None
-        rows = arrays[0].shape[0] if arrays[0].ndim else 0
-        for name, a in zip(self.lp.top, arrays):
-            if a.ndim == 0 or a.shape[0] != rows or rows == 0:
-                raise DataError(f"{path}: dataset '{name}' has shape {a.shape}; all datasets need the same "
-                                f"non-zero number of rows ({rows})")
+        arrays = hdf5.load_tops(self.files[k], list(self.lp.top), self.name)   # sizes checked first
+        rows = arrays[0].shape[0]
         self._arrays, self._row = arrays, 0
         self._rows = self._rng.permutation(rows) if self.shuffle else np.arange(rows)
 

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from recaffe.protos import caffe_pb2
+from recaffe.protos.errors import ProtoError
+from recaffe.protos.io import read_binary
 from .base import Layer, canonical_axis, count
 from .registry import register
 
@@ -85,7 +87,10 @@ class LossBase(Layer):
 
     def setup(self, p):
         lp, b = self.lp, self.bottom_shapes
-        if len(b[0]) and len(b[1]) and b[0][0] != b[1][0]:
+        for i in (0, 1):    # LossLayer::Reshape reads shape(0) of both (a 0-axis blob fails its check)
+            if not len(b[i]):
+                raise self.error(f"bottom '{lp.bottom[i]}' has no axes (shape ()); a loss needs (num, ...)")
+        if b[0][0] != b[1][0]:
             raise self.error(f"bottoms '{lp.bottom[0]}' {b[0]} and '{lp.bottom[1]}' {b[1]} must have "
                              "the same first dimension (loss_layer.cpp)")
         self.has_ignore = lp.loss_param.HasField("ignore_label")
@@ -180,9 +185,10 @@ def read_infogain_matrix(layer, path):
     if not os.path.isfile(path):
         raise layer.error(f"infogain_loss_param.source '{path}' does not exist (a binary BlobProto "
                           "holding the K x K matrix H is expected)")
-    blob = caffe_pb2.BlobProto()
-    with open(path, "rb") as f:
-        blob.ParseFromString(f.read())
+    try:
+        blob = read_binary(path, caffe_pb2.BlobProto)    # a regular file under 2 GB; DecodeError named
+    except ProtoError as e:
+        raise layer.error(f"infogain_loss_param.source: {e}") from None
     data = blob.data if len(blob.data) else blob.double_data
     return torch.tensor(np.asarray(data, dtype=np.float32))
 

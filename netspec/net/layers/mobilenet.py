@@ -20,6 +20,8 @@ class ConvolutionDepthwise(Convolution):
     group say; a num_output or group other than C is an error here rather than ignored)."""
 
     def __init__(self, lp, bottom_shapes, phase="TEST"):
+        if not bottom_shapes:       # no bottom: the base's count check names the layer
+            super().__init__(lp, bottom_shapes, phase)
         shape = tuple(bottom_shapes[0])
         p = lp.convolution_param
         axis = p.axis if p.axis >= 0 else p.axis + len(shape)

@@ -37,6 +37,8 @@ class BatchNorm(Layer):
             raise self.error(f"bottom must have at least 2 axes (num, channels, ...), got {shape}")
         self.use_global = p.use_global_stats if p.HasField("use_global_stats") else phase == "TEST"
         self.fraction, self.eps = p.moving_average_fraction, p.eps
+        if not self.eps >= 0 or self.eps == float("inf"):   # Caffe would compute sqrt(var + eps) of NaNs
+            raise self.error(f"batch_norm_param.eps must be a finite number >= 0, got {self.eps}")
         self.channels = shape[1]
         for size in ((self.channels,), (self.channels,), (1,)):
             self.add_blob(size).requires_grad_(False)

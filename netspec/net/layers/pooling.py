@@ -22,7 +22,7 @@ backward: netspec.net.kernels.pool_plan, which hands out that layout where the f
 import torch
 import torch.nn.functional as F
 
-from recaffe.protos import caffe_pb2
+from recaffe.protos import caffe_pb2, limits
 from recaffe.protos.errors import NetError
 from .. import kernels
 from . import caffe_math as cm
@@ -96,6 +96,10 @@ class Pooling(Layer):
         self.pads = []
         for i in (1, 0):
             self.pads += [pd[i], (self.out[i] - 1) * s[i] + k[i] - size[i] - pd[i]]
+        padded = shape[:2] + (size[0] + max(0, self.pads[2]) + max(0, self.pads[3]),
+                              size[1] + max(0, self.pads[0]) + max(0, self.pads[1]))
+        limits.check_blob(padded, f"layer '{self.name}' ({self.type}): the padded bottom its windows span "
+                          f"(kernel {k}, stride {s}, pad {pd})", NetError)
         nonempty = [cm.pool_window_nonempty(size[i], k[i], pd[i], s[i], self.out[i]) for i in range(2)]
         mask = nonempty[0][:, None] & nonempty[1][None, :]
         self.register_buffer("nonempty", mask, persistent=False)

@@ -10,7 +10,8 @@ CPU fast path (conv_plan, lrn_plan) and otherwise run the plain ops written here
 """
 import torch.nn.functional as F
 
-from recaffe.protos import caffe_pb2
+from recaffe.protos import caffe_pb2, limits
+from recaffe.protos.errors import NetError
 from .. import kernels
 from . import caffe_math as cm
 from .base import Layer, canonical_axis, count
@@ -93,14 +94,14 @@ class _BaseConv(Layer):
                              f"num_output ({p.num_output})")
         self.group, self.num_output, self.bias_term = p.group, p.num_output, p.bias_term
         first = (g.channels, p.num_output // p.group) if self.reverse else (p.num_output, g.channels // p.group)
-        self.add_blob(first + tuple(g.kernel), p.weight_filler)
-        if p.bias_term:
-            self.add_blob((p.num_output,), p.bias_filler)
-        out = self.out_spatial()
+        out = self.out_spatial()      # checked before the weights are allocated (a huge kernel)
         if any(o <= 0 for o in out):
             raise self.error(f"output spatial size {tuple(out)} is not positive for bottom "
                              f"{self.bottom_shapes[0]} (kernel {g.kernel}, stride {g.stride}, pad {g.pad}, "
                              f"dilation {g.dilation})")
+        self.add_blob(first + tuple(g.kernel), p.weight_filler)
+        if p.bias_term:
+            self.add_blob((p.num_output,), p.bias_filler)
         self.top_shapes = [g.outer + (p.num_output,) + tuple(out)] * len(self.lp.top)
 
     def forward(self, *xs):
@@ -196,6 +197,14 @@ class LRN(Layer):
                              f"{self.bottom_shapes[0]}")
         self.n, self.alpha, self.beta, self.k = p.local_size, p.alpha, p.beta, p.k
         self.within = p.norm_region == caffe_pb2.LRNParameter.WITHIN_CHANNEL
+        _, c, h, w = self.bottom_shapes[0]
+        if self.within and p.local_size > limits.INT_MAX:
+            # Caffe hands local_size to its Pooling layer as an int kernel_size (lrn_layer.cpp LayerSetUp)
+            raise self.error(f"local_size {p.local_size} is over {limits.INT_MAX} (the int kernel of the "
+                             f"WITHIN_CHANNEL pooling)")
+        if not self.within:     # CrossChannelForward's padded_square: (1, channels + local_size - 1, h, w)
+            limits.check_blob((1, c + p.local_size - 1, h, w), f"layer '{self.name}' ({self.type}): local_size "
+                              f"{p.local_size} pads the channels to", NetError)
         self.top_shapes = [self.bottom_shapes[0]]
 
     def forward(self, x):

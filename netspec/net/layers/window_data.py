@@ -37,6 +37,7 @@ import re
 import numpy as np
 import torch
 
+from recaffe.protos import limits
 from recaffe.protos.errors import DataError
 from recaffe.netspec.data.image import COLOR, cv2, decode_hwc
 from .base import Layer
@@ -80,8 +81,10 @@ def read_window_file(path, root_folder, fg_threshold, bg_threshold):
     Returns ``(images, fg, bg, channels)``: images as ``(path, header line)`` in file order (a window's
     image_index indexes this list, as in Caffe), windows as ``(image_index, label, x1, y1, x2, y2,
     line)``, and the channel count of the last block (Caffe's data top channels)."""
+    if os.path.exists(path):    # a regular file of a size that fits (not /dev/zero, a FIFO)
+        limits.check_alloc(limits.check_file(path, "window file", DataError), f"{path}: window file", DataError)
     try:
-        with open(path) as f:
+        with open(path, errors="replace") as f:
             toks = _Tokens(path, f.read())
     except OSError as e:
         raise DataError(f"cannot open window file {path!r}: {e.strerror}") from None
@@ -226,8 +229,12 @@ class WindowData(Layer):
         """The encoded bytes of image ``k`` (Caffe's ReadFileToDatum), or a DataError naming it."""
         path, line = self.images[k]
         try:
+            if os.path.exists(path):    # a regular file of a size that fits (not /dev/zero, a FIFO)
+                limits.check_alloc(limits.check_file(path, "image", DataError), f"{path}: image", DataError)
             with open(path, "rb") as f:
                 return f.read()
+        except DataError as e:
+            raise DataError(f"{self.source}:{line}: {e}") from None
         except OSError as e:
             raise DataError(f"{self.source}:{line}: cannot read image {path!r}: {e.strerror}") from None
 
