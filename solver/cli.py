@@ -3,6 +3,8 @@
     python -m recaffe.tools.caffe train -solver=solver.prototxt [-weights=a.caffemodel,b.pth | -snapshot=x.solverstate]
                                 [-gpu=0|all|-1] [-iterations=N] [-stage=a,b] [-level=N]
                                 [-sigint_effect=stop] [-sighup_effect=snapshot]
+                                [-amp=bf16|fp16] [-channels_last]
+    torchrun --nproc_per_node=N -m recaffe.tools.train -solver=...   (data parallel; -gpu 0,1 / all spawns)
     python -m recaffe.tools.caffe test -model=net.prototxt -weights=w.caffemodel [-iterations=50]
     python -m recaffe.tools.caffe time -model=net.prototxt [-iterations=50] [-phase=TRAIN]
     python -m recaffe.tools.caffe device_query [-gpu=0]
@@ -20,7 +22,7 @@ from .log import log, num, output_lines, warn
 
 FLAGS = {"solver": "", "model": "", "weights": "", "snapshot": "", "gpu": "", "iterations": -1, "phase": "",
          "level": 0, "stage": "", "sigint_effect": "stop", "sighup_effect": "snapshot",
-         "snapshot_format": "", "debug": False}
+         "snapshot_format": "", "debug": False, "amp": "", "channels_last": False, "compile": False}
 VERBS = ("train", "test", "time", "device_query")
 USAGE = ("usage: caffe <command> <args>\ncommands:\n  train           train or finetune a model\n"
          "  test            score a model\n  device_query    show GPU diagnostic information\n"
@@ -67,30 +69,9 @@ def _stages(flags):
 
 def select_device(gpu, solver_param=None):
     """-gpu semantics (tools/caffe.cpp): '' -> the solver's explicit solver_mode: GPU, else CPU;
-    '-1' -> CPU; 'all' or ids -> the first id. Without CUDA: CPU, with a note."""
-    ids = []
-    if gpu in ("", None):
-        if solver_param is not None and solver_param.HasField("solver_mode") and solver_param.solver_mode == 1:
-            ids = [solver_param.device_id]
-    elif gpu == "all":
-        ids = list(range(torch.cuda.device_count())) or [0]
-    elif gpu != "-1":
-        try:
-            ids = [int(x) for x in gpu.split(",") if x != ""]
-        except ValueError:
-            raise SolverError(f"-gpu: expected device ids (e.g. 0 or 0,1), 'all' or -1, got '{gpu}'") from None
-    if not ids or ids == [-1]:
-        log("Use CPU.", "caffe.cpp:234")
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        warn(f"GPU {ids[0]} requested but CUDA is not available to torch; running on CPU", "caffe.cpp:227")
-        return torch.device("cpu")
-    if ids[0] >= torch.cuda.device_count():
-        raise SolverError(f"-gpu: device {ids[0]} does not exist ({torch.cuda.device_count()} CUDA device(s))")
-    if len(ids) > 1:
-        warn(f"multi-GPU training is not supported; using GPU {ids[0]} only", "caffe.cpp:227")
-    log(f"Using GPUs {ids[0]}", "caffe.cpp:228")
-    return torch.device(f"cuda:{ids[0]}")
+    '-1' -> CPU; 'all' or ids -> the first id (test, time). Without CUDA: CPU, with a note."""
+    from .launch import plan
+    return plan(gpu, solver_param, single=True).device
 
 
 def train(flags):
@@ -105,22 +86,30 @@ def train(flags):
         param.max_iter = flags["iterations"]
     if flags["snapshot_format"] not in ("", "binaryproto", "hdf5", "pth"):
         raise SolverError(f"-snapshot_format: '{flags['snapshot_format']}'; valid: binaryproto, hdf5, pth")
-    device = select_device(flags["gpu"], param)
+    # [scale-out] -gpu 0,1 / all: one process per GPU; under torchrun: this rank's device and group
+    from . import amp, distributed, launch
+    amp.parse_amp(flags["amp"])
+    plan = launch.plan(flags["gpu"], param)
+    if plan.spawn:
+        return launch.spawn(len(plan.devices), "recaffe.solver.cli:train", flags)
+    device = plan.device
+    distributed.init(device)
     level = flags["level"] if flags["level"] else None
-    solver = Solver(flags["solver"], param=param, stages=_stages(flags), level=level, device=device)
+    solver = Solver(flags["solver"], param=param, stages=_stages(flags), level=level, device=device,
+                    amp=flags["amp"] or None, channels_last=flags["channels_last"])
     solver.snapshot_format = flags["snapshot_format"] or solver.snapshot_format
     if flags["weights"]:
         solver.load_weights(flags["weights"])
     solver.install_signal_handlers(flags["sigint_effect"], flags["sighup_effect"])
     log("Starting Optimization", "caffe.cpp:248")
     solver.solve(flags["snapshot"] or None)
+    distributed.shutdown()
     return 0
 
 
 def test(flags):
     from recaffe.netspec.net.net import Net
     from .netsetup import load_checked
-    from .solver import _move_data_tops
     if not flags["model"]:
         raise SolverError("test needs -model=<net.prototxt>")
     if not flags["weights"]:
@@ -129,8 +118,7 @@ def test(flags):
     net = Net(flags["model"], phase="TEST", stages=_stages(flags), level=flags["level"])
     for w in flags["weights"].split(","):
         load_checked(net, w)
-    net.to(device)
-    _move_data_tops(net, device)
+    net.to(device)                  # the Net moves its data layers' tops too
     iters = flags["iterations"] if flags["iterations"] >= 0 else 50
     log(f"Running for {iters} iterations.", "caffe.cpp:290")
     sums, loss = None, 0.0

@@ -75,6 +75,8 @@ class Net(nn.Module):
         self.fast_inference = True
         #: when True, forward calls retain_grad() on every blob that requires grad (diffs for inspection)
         self.retain_blob_grads = False
+        #: follows net.to(device/dtype): where fed arrays and data layer tops go (see ``device``)
+        self.register_buffer("_device_probe", torch.empty(0), persistent=False)
         if weights:
             self.load_weights(weights)
 
@@ -167,7 +169,7 @@ class Net(nn.Module):
         i0 = self._layer_index(start) if start is not None else 0
         i1 = self._layer_index(end) if end is not None else len(self._steps) - 1
         blobs = self.blobs if i0 > 0 else collections.OrderedDict()
-        fed = {k: _as_tensor(v) for k, v in inputs.items()}
+        fed = {k: self._place(v) for k, v in inputs.items()}
         unknown = [k for k in fed if k not in self.blob_shapes]
         if unknown:
             raise NetError(f"net '{self.name}': no blob named {', '.join(map(repr, unknown))}; "
@@ -254,7 +256,7 @@ class Net(nn.Module):
             shape = shapes.get(name)
             if shape is None:
                 shape = tuple(self.blobs[name].shape) if name in self.blobs else self.blob_shapes[name]
-            feed[name] = torch.zeros(tuple(shape))
+            feed[name] = torch.zeros(tuple(shape), dtype=self.dtype, device=self.device)
         with torch.no_grad():
             self.forward(**feed)
         for name, t in self.blobs.items():
@@ -283,6 +285,23 @@ class Net(nn.Module):
         self.layers[k] = s.layer = layer
         s.key = key
         return layer
+
+    # -- placement ---------------------------------------------------------------------------------
+    @property
+    def device(self):
+        """The device the net lives on (``net.to(device)`` moves weights, buffers and data layer tops)."""
+        return self._device_probe.device
+
+    @property
+    def dtype(self):
+        return self._device_probe.dtype
+
+    def _place(self, v):
+        """A fed blob on the net's device: numpy/lists become tensors of the net's dtype; tensors keep
+        their dtype and move (no copy when already there)."""
+        if not torch.is_tensor(v):
+            v = _as_tensor(v, self.dtype if self.dtype.is_floating_point else torch.float32)
+        return v if v.device == self.device else v.to(self.device)
 
     def _layer_index(self, name):
         if name not in self._index:
@@ -355,7 +374,7 @@ def _copy(lp):
     return out
 
 
-def _as_tensor(v):
+def _as_tensor(v, dtype=torch.float32):
     if torch.is_tensor(v):
         return v
-    return torch.as_tensor(v, dtype=torch.float32)
+    return torch.as_tensor(v, dtype=dtype)

@@ -138,7 +138,7 @@ class Accuracy(Layer):
         better = (s >= true_score).sum(1) - 1  # the true class itself counts once
         correct = (better < self.top_k) & valid
         n_valid = int(valid.sum())
-        acc = correct.sum().to(x.dtype) / n_valid if n_valid else torch.zeros((), dtype=x.dtype)
+        acc = correct.sum().to(x.dtype) / n_valid if n_valid else torch.zeros((), dtype=x.dtype, device=x.device)
         tops = [acc.reshape(())]
         if len(self.lp.top) == 2:
             cls = torch.where(valid, lab, torch.full_like(lab, c)).reshape(-1)

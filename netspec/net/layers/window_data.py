@@ -282,5 +282,6 @@ class WindowData(Layer):
                 self.render(win, decoded[win[0]], mirror, data[item])
                 labels[item] = win[1]
                 item += 1
-        dev = self._device_probe.device
-        return [torch.from_numpy(data).to(dev), torch.from_numpy(labels).to(dev)]
+        probe = self._device_probe
+        return [torch.from_numpy(data).to(probe.device, probe.dtype),
+                torch.from_numpy(labels).to(probe.device, probe.dtype)]
