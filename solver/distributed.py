@@ -117,6 +117,16 @@ def shutdown():
     logger.removeFilter(_QUIET)
 
 
+def _abandon():
+    """Leave a broken group at once (its peer is gone): no C++ thread is left waiting at exit."""
+    global _current
+    try:
+        dist.destroy_process_group()
+    except Exception:  # noqa: BLE001 - already broken; the caller raises the real error
+        pass
+    _current = SINGLE
+
+
 def _first_line(e):
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
@@ -135,6 +145,7 @@ class SolverSync:
         try:
             return fn(*args, **kw)
         except RuntimeError as e:   # DistBackendError and gloo/NCCL errors are RuntimeErrors
+            _abandon()
             raise DistributedError(
                 f"rank {self.rank}/{self.world}: {what} failed: another process died or timed out "
                 f"({_first_line(e)[:200]}); stopping this one too") from None

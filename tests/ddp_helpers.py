@@ -78,6 +78,9 @@ def env(**extra):
 
 
 def train_cmd(solver, *flags):
+    """The train tool, or (flags == ("worker", OUT)) tests/ddp_worker.py writing every rank's weights."""
+    if flags[:1] == ("worker",):
+        return [PY, os.path.join(ROOT, "tests", "ddp_worker.py"), solver, flags[1]]
     return [PY, "-m", "recaffe.tools.train", f"-solver={solver}", *flags]
 
 
@@ -114,10 +117,18 @@ def run_ranks(solver, world=2, *flags, timeout=90):
     return out
 
 
-def caffemodel(path):
-    """{layer.i: array} of a .caffemodel."""
-    from recaffe.netspec.weights.wire import read_caffemodel_blobs
-    return read_caffemodel_blobs(path)
+def weights(path):
+    """{layer.i: array} of a weights file."""
+    import torch
+    from recaffe.netspec.net.net import Net
+    net = Net(os.path.join(os.path.dirname(path), "net.prototxt"), phase="TRAIN")
+    net.load_weights(path)
+    return {k: v.numpy().copy() for k, v in net.caffe_state_dict().items()}
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
 
 
 def log_lines(text, key):
