@@ -54,11 +54,14 @@ def set_random_seed(seed):
 
 
 def solver_count():
-    return 1
+    """Processes training together (recaffe.solver.distributed: torchrun or -gpu 0,1); 1 otherwise."""
+    from recaffe.solver.distributed import current
+    return current().world
 
 
 def solver_rank():
-    return 0
+    from recaffe.solver.distributed import current
+    return current().rank
 
 
 def init_log(*args, **kwargs):

@@ -85,8 +85,8 @@ def plan(gpu, solver_param=None, single=False):
         return Plan([f"cuda:{ids[0]}"], ids[:1])
     if world > 1:                          # started by torchrun (or by spawn() below)
         r = local_rank()
-        if from_mode and len(ids) == 1:
-            ids = [r]
+        if from_mode:                      # solver_mode: GPU -> one device per local rank
+            return Plan([f"cuda:{r}"], [r], world=world)
         if r >= len(ids):
             raise SolverError(f"local rank {r} has no GPU: -gpu lists {len(ids)} device(s) "
                               f"({', '.join(map(str, ids))}) for this machine's processes; give -gpu all or one id per process")

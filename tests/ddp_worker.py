@@ -15,6 +15,8 @@ from recaffe.solver.solver import Solver
 def main(solver_path, out):
     torch.set_num_threads(1)
     group = distributed.init("cpu")
+    import recaffe
+    print(f"pycaffe: solver_count={recaffe.solver_count()} solver_rank={recaffe.solver_rank()}", file=sys.stderr)
     s = Solver(solver_path)
     s.solve()
     s.net.save_weights(f"{out}.rank{group.rank}.caffemodel")

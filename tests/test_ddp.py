@@ -33,7 +33,10 @@ def test_two_ranks_give_the_iter_size_2_caffemodel_bit_for_bit(tmp_path, db):
     dist = h.write_solver(tmp_path, db, iter_size=1, name="dist")
     rc, err = h.run_one(ref)
     assert rc == 0, err
-    _ok(h.run_ranks(dist, 2, "worker", str(tmp_path / "dist" / "final")))
+    res = h.run_ranks(dist, 2, "worker", str(tmp_path / "dist" / "final"))
+    _ok(res)
+    for r in range(2):
+        assert f"pycaffe: solver_count=2 solver_rank={r}" in res[r][1]
     want = h.read(tmp_path / "ref" / "snap_iter_12.caffemodel")
     assert h.read(tmp_path / "dist" / "snap_iter_12.caffemodel") == want          # rank 0's snapshot
     assert h.read(tmp_path / "dist" / "final.rank0.caffemodel") == want
