@@ -10,6 +10,7 @@ then not called (their forward hooks do not fire); set ``net.fuse_bn_scale = Fal
 import torch
 import torch.nn.functional as F
 
+from . import fastswitch
 from .layers import caffe_math as cm
 from .layers.linear import onednn_linear, onednn_linear_ok
 
@@ -38,6 +39,12 @@ def bn_scale(bn, scale, x):
     """The fused forward of a planned BatchNorm + Scale pair. The effective statistics (blob * 1/factor)
     are cached on the BatchNorm module until one of its blobs changes (tensor version counters)."""
     mean, var, factor = bn.blobs
+    if not fastswitch.enabled(x):   # [scale-out] traced / autocast / off the CPU: no data_ptr cache; fp32
+        f = cm.batchnorm_scale_factor(factor.detach())
+        if x.dtype in (torch.bfloat16, torch.float16):
+            x = x.float()
+        return F.batch_norm(x, mean.detach() * f, var.detach() * f, scale.blobs[0], scale.blobs[1],
+                            training=False, eps=bn.eps)
     key = tuple((t._version, t.data_ptr()) for t in (mean, var, factor))
     cached = getattr(bn, "_fused_stats", None)
     if cached is None or cached[0] != key:
@@ -92,7 +99,7 @@ def plan_chains(net):
 def chain_ready(net, k, x):
     """Whether step k may run as its fused inference chain on bottom x now."""
     s = net._steps[k]
-    if not _ONEDNN or x.device.type != "cpu" or x.dtype != torch.float32 \
+    if not _ONEDNN or not fastswitch.enabled(x) or x.dtype != torch.float32 \
             or (s.key is not None and s.key[0] != tuple(x.shape)):
         return False
     if net.layer_types[k] == "InnerProduct" and not onednn_linear_ok(x, s.layer.blobs[0]):

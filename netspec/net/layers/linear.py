@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from recaffe.protos import caffe_pb2
 from recaffe.protos.errors import NetError
+from .. import fastswitch
 from .base import Layer, canonical_axis, count
 from .registry import register
 
@@ -44,13 +45,15 @@ class InnerProduct(Layer):
         x2 = x.reshape(-1, self.K)
         w = self.blobs[0]
         b = self.blobs[1] if self.bias_term else None
-        if w.requires_grad and w.is_leaf and torch.is_grad_enabled():
+        if w.requires_grad and w.is_leaf and torch.is_grad_enabled() and fastswitch.enabled(x2):
             y = _InnerProductFn.apply(x2, w, b, self.transpose)
         else:
             graph_free = not torch.is_grad_enabled() or not (
                 x2.requires_grad or w.requires_grad or (b is not None and b.requires_grad))
             y = _inner_product(x2, w, b, self.transpose, graph_free)
-        return [y if y.shape == self.top_shapes[0] else y.reshape(self.top_shapes[0])]
+        if y.shape == self.top_shapes[0]:
+            return [y]
+        return [y.reshape(tuple(x.shape[:self.axis]) + tuple(self.top_shapes[0][self.axis:]))]   # any batch
 
 
 #: oneDNN's inner product on the plain (N, K) weight: 1.8-2.1x faster than F.linear's GEMM for
@@ -60,7 +63,7 @@ _ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkld
 
 
 def onednn_linear_ok(x2, w):
-    return (_ONEDNN_LINEAR and x2.device.type == "cpu" and x2.dtype == torch.float32
+    return (_ONEDNN_LINEAR and fastswitch.enabled(x2) and x2.dtype == torch.float32
             and w.dtype == torch.float32 and w.is_contiguous())
 
 

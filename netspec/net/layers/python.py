@@ -152,7 +152,7 @@ class _PythonFunction(torch.autograd.Function):
         bot = []
         for t in bottoms:
             b = Blob()
-            b.data = t.detach().cpu().numpy().astype(np.float32, copy=True)
+            b.data = t.detach().float().cpu().numpy().astype(np.float32, copy=True)
             b.diff = np.zeros_like(b.data)
             bot.append(b)
         top = [Blob(s) for s in layer.top_shapes_now]
@@ -169,7 +169,7 @@ class _PythonFunction(torch.autograd.Function):
         layer, n = ctx.layer, ctx.n
         for t, g in zip(ctx.top, grads):
             t.diff = (np.zeros_like(t.data) if g is None else
-                      g.detach().cpu().numpy().astype(np.float32).reshape(t.data.shape).copy())
+                      g.detach().float().cpu().numpy().astype(np.float32).reshape(t.data.shape).copy())
         for b in ctx.bot:
             b.diff = np.zeros_like(b.data)
         params = layer.py_param_blobs

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 
 from recaffe.protos import caffe_pb2
 from . import caffe_math as cm
+from .. import fastswitch
 from .base import Layer, canonical_axis, count
+from .precision import fp32
 from .registry import register
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -34,7 +36,7 @@ def _mm_plan(layer, x):
     """(forward, data gradient, weight gradient) each by matrix product (True) or oneDNN (False), for
     2-D convolution layer ``layer`` on the CPU tensor x (N, C, H, W); None when oneDNN does all."""
     g = layer.geo
-    if g.n_sp != 2 or layer.group != 1 or x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+    if g.n_sp != 2 or layer.group != 1 or not fastswitch.enabled(x) or x.dtype not in (torch.float32, torch.float64):
         return None
     one = tuple(g.kernel) == (1, 1) and tuple(g.pad) == (0, 0)
     if one:
@@ -288,8 +290,11 @@ class LRN(Layer):
         self.within = p.norm_region == caffe_pb2.LRNParameter.WITHIN_CHANNEL
         self.top_shapes = [self.bottom_shapes[0]]
 
+    @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, x):
         if not self.within:
+            if not fastswitch.enabled(x):   # [scale-out] batched plain ops (GPU, export, compile)
+                return [_lrn_across_batched(x, self.n, self.alpha, self.beta, self.k)]
             if x.dim() == 4 and x.requires_grad and torch.is_grad_enabled():
                 return [_CrossChannelLRN.apply(x, self.n, self.alpha, self.beta, self.k)]
             return [_lrn_across(x, self.n, self.alpha, self.beta, self.k, keep=False)]
@@ -345,6 +350,15 @@ def _lrn_across(x, n, alpha, beta, k, keep):
         s = _neg_pow(s, beta, pv[k1] if keep else None)
         torch.mul(vi, s, out=yv[k1])
     return (y, scale, power) if keep else y
+
+
+def _lrn_across_batched(x, n, alpha, beta, k):
+    """LRN ACROSS_CHANNELS on the whole batch with out-of-place ops (autograd's gradient; traceable):
+    the same sums as _lrn_across, in the same order."""
+    s = _window_sum((x * x) * (alpha / n), n, 1) + k
+    if beta == 0.75:
+        return x * (torch.rsqrt(s) * torch.rsqrt(torch.sqrt(s)))
+    return x * s.pow(-beta)
 
 
 class _CrossChannelLRN(torch.autograd.Function):
