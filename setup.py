@@ -28,6 +28,8 @@ setup(
     extras_require={
         "dev": ["pytest", "grpcio-tools"],
         "test": ["pytest"],
+        # ONNX export (recaffe-export-onnx, recaffe.netspec.net.export): exporter + checker
+        "onnx": ["onnx", "onnxscript", "onnxruntime"],
     },
     entry_points={
         "console_scripts": [
@@ -45,6 +47,7 @@ setup(
             "recaffe-plot-training-log=recaffe.tools.plot_training_log:cli",
             "recaffe-pycaffe=recaffe.tools.pycaffe:main",
             "recaffe-demo=recaffe.tools.demo:main",
+            "recaffe-export-onnx=recaffe.tools.export_onnx:cli",
         ],
     },
 )

@@ -97,6 +97,8 @@ def train(flags):
     level = flags["level"] if flags["level"] else None
     solver = Solver(flags["solver"], param=param, stages=_stages(flags), level=level, device=device,
                     amp=flags["amp"] or None, channels_last=flags["channels_last"])
+    if flags["compile"]:            # [scale-out] opt-in torch.compile of the train net (solver.compiled)
+        solver.net.compile()
     solver.snapshot_format = flags["snapshot_format"] or solver.snapshot_format
     if flags["weights"]:
         solver.load_weights(flags["weights"])
@@ -150,7 +152,7 @@ def time_cmd(flags):
         raise SolverError(f"-phase: '{phase}'; valid: TRAIN, TEST")
     device = select_device(flags["gpu"])
     iters = flags["iterations"] if flags["iterations"] >= 0 else 50
-    time_net(flags["model"], phase, iters, _stages(flags), flags["level"], device)
+    time_net(flags["model"], phase, iters, _stages(flags), flags["level"], device, compile=flags["compile"])
     return 0
 
 

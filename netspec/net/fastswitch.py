@@ -23,7 +23,7 @@ def _off():
 
 def enabled(x=None):
     """Whether the CPU fast paths may run on tensor ``x`` now."""
-    if _off() or torch.compiler.is_compiling():
+    if torch.compiler.is_compiling() or _off():
         return False
     if x is not None:
         if x.device.type != "cpu":

@@ -51,9 +51,9 @@ class InnerProduct(Layer):
             graph_free = not torch.is_grad_enabled() or not (
                 x2.requires_grad or w.requires_grad or (b is not None and b.requires_grad))
             y = _inner_product(x2, w, b, self.transpose, graph_free)
-        if y.shape == self.top_shapes[0]:
+        if self.axis == 1:     # (N, num_output) already, for any batch N
             return [y]
-        return [y.reshape(tuple(x.shape[:self.axis]) + tuple(self.top_shapes[0][self.axis:]))]   # any batch
+        return [y.reshape(tuple(x.shape[:self.axis]) + tuple(self.top_shapes[0][self.axis:]))]
 
 
 #: oneDNN's inner product on the plain (N, K) weight: 1.8-2.1x faster than F.linear's GEMM for

@@ -198,7 +198,9 @@ class _BaseConv(Layer):
         out = []
         for x in xs:    # no-op reshapes would make views (autograd ViewBackward, no in-place ReLU after)
             y = self.conv(self.geo.as_batch(x), bias)
-            out.append(y if y.shape == self.top_shapes[0] else y.reshape(self.top_shapes[0]))
+            if len(self.geo.outer) != 1:   # samples over several axes: back to them (any batch)
+                y = y.reshape(tuple(x.shape[:self.geo.axis]) + tuple(self.top_shapes[0][self.geo.axis:]))
+            out.append(y)
         return out
 
 
