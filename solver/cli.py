@@ -18,7 +18,7 @@ import sys
 import torch
 
 from recaffe.protos.errors import RecaffeError, SolverError
-from .log import log, num, output_lines, warn
+from .log import log, num, output_lines
 
 FLAGS = {"solver": "", "model": "", "weights": "", "snapshot": "", "gpu": "", "iterations": -1, "phase": "",
          "level": 0, "stage": "", "sigint_effect": "stop", "sighup_effect": "snapshot",
