@@ -269,6 +269,9 @@ class HDF5Output(Layer):
             raise self.error("hdf5_output_param.file_name is empty")
 
     def forward(self, data, label):
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+            return []          # [scale-out] data parallel: one writer (rank 0) for the one file name
         def legacy4(t):  # Caffe reshapes to (num, channels, height, width)
             a = t.detach().cpu().numpy().astype(np.float32)
             return a.reshape(a.shape + (1,) * (4 - a.ndim)) if a.ndim < 4 else a
