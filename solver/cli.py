@@ -98,7 +98,8 @@ def train(flags):
     solver = Solver(flags["solver"], param=param, stages=_stages(flags), level=level, device=device,
                     amp=flags["amp"] or None, channels_last=flags["channels_last"])
     if flags["compile"]:            # [scale-out] opt-in torch.compile of the train net (solver.compiled)
-        solver.net.compile()
+        from .compiled import compile_net
+        compile_net(solver.net)
     solver.snapshot_format = flags["snapshot_format"] or solver.snapshot_format
     if flags["weights"]:
         solver.load_weights(flags["weights"])

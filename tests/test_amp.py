@@ -220,3 +220,16 @@ def test_channels_last_inference_equals_nchw(name):
         out = net(data=x.contiguous(memory_format=torch.channels_last))
     for k in ref:
         np.testing.assert_allclose(out[k].numpy(), ref[k].numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_command_line_flags(tmp_path):
+    db = h.make_db(tmp_path)
+    solver = h.write_solver(tmp_path, db, iters=4)
+    rc, ref = h.run_one(solver)
+    rc2, err = h.run_one(solver, "-amp=bf16", "-channels_last")
+    assert rc == 0 and rc2 == 0, err
+    want = float(h.log_lines(ref, "Iteration 4, loss =")[0].split("= ")[1])
+    got = float(h.log_lines(err, "Iteration 4, loss =")[0].split("= ")[1])
+    assert abs(got - want) < 0.02 * want and got != want          # bf16 ran, and stayed close
+    rc, err = h.run_one(solver, "-amp=int8")
+    assert rc == 2 and err.strip().splitlines()[-1] == "train: error: -amp: 'int8'; valid: bf16, fp16 (or fp32 for none)"
