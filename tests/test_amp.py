@@ -83,15 +83,15 @@ layer { name: "lrn" type: "LRN" bottom: "c1" top: "lrn" lrn_param { local_size: 
 layer { name: "lrnw" type: "LRN" bottom: "lrn" top: "lrnw" lrn_param { local_size: 3 norm_region: WITHIN_CHANNEL } }
 layer { name: "c2" type: "Convolution" bottom: "lrnw" top: "c2" convolution_param { num_output: 6 kernel_size: 1
   weight_filler { type: "msra" } } }
-layer { name: "mvn" type: "MVN" bottom: "c2" top: "mvn" }
-layer { name: "pow" type: "Power" bottom: "mvn" top: "pow" power_param { power: 2 shift: 3 scale: 0.5 } }
+layer { name: "pow" type: "Power" bottom: "c2" top: "pow" power_param { power: 2 shift: 3 scale: 0.5 } }
 layer { name: "sig" type: "Sigmoid" bottom: "pow" top: "sig" }
-layer { name: "prod" type: "Eltwise" bottom: "sig" bottom: "mvn" top: "prod" eltwise_param { operation: PROD } }
+layer { name: "prod" type: "Eltwise" bottom: "sig" bottom: "c2" top: "prod" eltwise_param { operation: PROD } }
 layer { name: "pool" type: "Pooling" bottom: "prod" top: "pool" pooling_param { pool: MAX kernel_size: 3 stride: 2 } }
 layer { name: "ave" type: "Pooling" bottom: "pool" top: "ave" pooling_param { pool: AVE kernel_size: 2 stride: 2 } }
 layer { name: "dc" type: "Deconvolution" bottom: "ave" top: "dc" convolution_param { num_output: 4 kernel_size: 2 stride: 2
   weight_filler { type: "msra" } } }
-layer { name: "ip" type: "InnerProduct" bottom: "dc" top: "ip" inner_product_param { num_output: 5 weight_filler { type: "xavier" } } }
+layer { name: "mvn" type: "MVN" bottom: "dc" top: "mvn" }
+layer { name: "ip" type: "InnerProduct" bottom: "mvn" top: "ip" inner_product_param { num_output: 5 weight_filler { type: "xavier" } } }
 layer { name: "tanh" type: "TanH" bottom: "ip" top: "tanh" }
 layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
 layer { name: "eu" type: "EuclideanLoss" bottom: "tanh" bottom: "target" top: "eu" }
@@ -117,7 +117,8 @@ def test_every_custom_function_trains_under_autocast(dtype):
     with torch.autocast("cpu", dtype=dtype):
         net(**feed)
     net.backward()
-    assert net.blobs["c2"].dtype == dtype and net.blobs["ip"].dtype == dtype        # autocast applied
+    for name in ("c2", "pow", "prod", "pool", "dc", "ip"):       # autocast applied: the custom Functions of
+        assert net.blobs[name].dtype == dtype, name                # Power, PROD, MAX pooling see low precision
     for name in ("loss", "eu", "sce", "acc", "lrn", "lrnw", "mvn"):                   # fp32 layers
         assert net.blobs[name].dtype == torch.float32, name
     assert abs(float(net.loss.detach()) - ref_loss) < 0.02 * abs(ref_loss)
@@ -131,7 +132,7 @@ def test_every_custom_function_trains_under_autocast(dtype):
             r = ref[n][i]
             if i == 0 or n == "sc":     # (c1's bias gets a zero gradient: BatchNorm removes the mean)
                 cos = float((p.grad * r).sum() / (p.grad.norm() * r.norm()))
-                assert cos > 0.98, (n, cos)                                     # the same direction
+                assert cos > (0.95 if dtype == torch.bfloat16 else 0.98), (n, cos)   # the same direction
 
 
 def amp_solver(tmp_path, amp=None, channels_last=False, lr=0.01, extra=""):
