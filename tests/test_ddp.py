@@ -111,14 +111,18 @@ def test_resumed_two_rank_run_equals_the_uninterrupted_one(tmp_path):
     db = h.make_db(tmp_path / "small", n=32)
     full = h.write_solver(tmp_path, db, iter_size=1, name="full", snapshot=6, mirror=False, crop=0)
     part = h.write_solver(tmp_path, db, iter_size=1, name="part", snapshot=6, mirror=False, crop=0)
-    _ok(h.run_ranks(full, 2))
-    _ok(h.run_ranks(part, 2, "-iterations=6"))
-    assert not (tmp_path / "part" / "snap_iter_12.caffemodel").exists()
-    res = h.run_ranks(part, 2, f"-snapshot={tmp_path / 'part' / 'snap_iter_6.solverstate'}")
-    _ok(res)
+    _ok(h.run_ranks(full, 2))                     # 12 iterations, snapshots at 6 and 12
+    res = h.run_ranks(part, 2, f"-snapshot={tmp_path / 'full' / 'snap_iter_6.solverstate'}")
+    _ok(res)                                      # every rank restores iteration 6, trains 6 more
     assert "Restoring previous solver status" in res[0][1]
+    assert sorted(f for f in os.listdir(tmp_path / "part") if f.startswith("snap")) == [
+        "snap_iter_12.caffemodel", "snap_iter_12.solverstate"]
     assert h.read(tmp_path / "part" / "snap_iter_12.caffemodel") == h.read(tmp_path / "full" / "snap_iter_12.caffemodel")
-    assert h.read(tmp_path / "part" / "snap_iter_12.solverstate") != b""
+    from recaffe.solver.state import read_solverstate
+    a, b = (read_solverstate(str(tmp_path / d / "snap_iter_12.solverstate")) for d in ("part", "full"))
+    assert a.iter == b.iter == 12 and len(a.history) == len(b.history)
+    for x, y in zip(a.history, b.history):        # the momentum histories too (only learned_net differs)
+        np.testing.assert_array_equal(x, y)
 
 
 def _wait_for(path, text, procs, timeout=30):
