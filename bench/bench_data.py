@@ -26,13 +26,15 @@ import shutil
 import subprocess
 import sys
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+import locations  # noqa: E402  (tests/locations.py: corpus and oracle paths)
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 WORK = "/tmp/recaffe_bench_data"
-CAFFE_RUN = "/work/shared/oracle/caffe-run"
+CAFFE_RUN = locations.CAFFE_RUN
 #: Data-layer batches run before timing, on both sides: one pass over the 2000-image LMDB, so that the
 #: rates are the steady state of a training run (mapped LMDB pages, warm batch buffers), not start-up
 WARMUP = 40

@@ -37,12 +37,14 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "bench"), os.path.join(ROOT, "tests", "oracle")]
 import net_recipe  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+import locations  # noqa: E402  (tests/locations.py: corpus and oracle paths)
 import torch_models  # noqa: E402
 from google.protobuf import text_format  # noqa: E402
 from recaffe.netspec import Net  # noqa: E402
 from recaffe.protos.io import read_net  # noqa: E402
 
-CAFFE_RUN = "/work/shared/oracle/caffe-run"
+CAFFE_RUN = locations.CAFFE_RUN
 NETS = {"caffenet": (10, 3, 227, 227), "googlenet": (10, 3, 224, 224), "resnet50": (1, 3, 224, 224)}
 
 
@@ -145,7 +147,7 @@ def bench_caffe(param, iters, threads, mode="loss"):
 def net_flops(net):
     """Multiply-add FLOPs (2 per MAC) of the net's Convolution and InnerProduct layers, one forward."""
     total = 0
-    for t, layer, s in zip(net.layer_types, net.layers, net._steps):
+    for t, layer, s in zip(net.layer_types, net.layers, net.steps):
         if t == "Convolution":
             w = layer.blobs[0]
             total += 2 * math.prod(net.blob_shapes[s.tops[0]]) * w[0].numel()

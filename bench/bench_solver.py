@@ -22,11 +22,13 @@ import subprocess
 import sys
 import tempfile
 import time
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+import locations  # noqa: E402  (tests/locations.py: corpus and oracle paths)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-DEPLOY = "/work/shared/corpus/BVLC__caffe/models__bvlc_reference_caffenet__deploy.prototxt"
-ORACLE = "/work/shared/oracle/caffe-run"
+DEPLOY = locations.corpus_path("BVLC__caffe", "models__bvlc_reference_caffenet__deploy.prototxt")
+ORACLE = locations.CAFFE_RUN
 BATCH = 10
 
 

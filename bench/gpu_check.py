@@ -59,7 +59,7 @@ def randomize(net, seed=1):
 
 # -- 1. zoo nets: CUDA equals CPU ------------------------------------------------------------------------
 def check_zoo(dev, dry):
-    from recaffe.netspec.net.fastswitch import disabled
+    from recaffe.netspec.net.kernels import disabled
     from recaffe.netspec.net.net import Net
     zoo = os.path.join(ROOT, "models", "zoo")
     for name in sorted(os.listdir(zoo)):
@@ -104,8 +104,8 @@ def lenet_recipe(work, iters, test_iter=4, extra=""):
 
 TRAIN = ("import sys, torch\n"
          "torch.backends.cudnn.deterministic = True\ntorch.backends.cudnn.benchmark = False\n"
-         "from recaffe.solver.cli import main, run\n"
-         "run(lambda: main(sys.argv[1:], verb='train'))\n")
+         "from recaffe.tools.caffe import main\n"
+         "main(sys.argv[1:], verb='train')\n")
 
 
 def caffe_train(solver, *flags, env_extra=None, timeout=600):

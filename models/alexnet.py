@@ -19,16 +19,17 @@ from recaffe.protos.errors import NetError
 
 from .zoo_common import LEARN, DataSpec, constant, deploy, finish, gaussian, train_val
 
-__all__ = ["IMAGENET", "body", "heads", "caffenet_train_val", "caffenet_deploy", "alexnet_train_val",
+__all__ = ["IMAGENET", "CONVS", "trunk", "body", "heads", "caffenet_train_val", "caffenet_deploy", "alexnet_train_val",
            "alexnet_deploy", "imagenet_solver"]
 
 # The ILSVRC12 input of both BVLC train_val files (paths relative to CAFFE_ROOT).
 IMAGENET = DataSpec("examples/imagenet/ilsvrc12_train_lmdb", "examples/imagenet/ilsvrc12_val_lmdb", 256, 50, 227,
                     mean_file="data/ilsvrc12/imagenet_mean.binaryproto")
 
-# name, kernel, outputs, stride, pad, group, bias starts at the "one" value (conv2/4/5)
-_CONVS = [("conv1", 11, 96, 4, 0, 1, False), ("conv2", 5, 256, 1, 2, 2, True), ("conv3", 3, 384, 1, 1, 1, False),
-          ("conv4", 3, 384, 1, 1, 2, True), ("conv5", 3, 256, 1, 1, 2, True)]
+# name, kernel, outputs, stride, pad, group, pool+LRN after it
+CONVS = [("conv1", 11, 96, 4, 0, 1, True), ("conv2", 5, 256, 1, 2, 2, True), ("conv3", 3, 384, 1, 1, 1, False),
+         ("conv4", 3, 384, 1, 1, 2, False), ("conv5", 3, 256, 1, 1, 2, False)]
+_BIAS_ONE_CONVS = ("conv2", "conv4", "conv5")   # biases start at the variant's "one" value
 _BIAS_ONE = {"caffenet": 1, "alexnet": 0.1}
 
 
@@ -40,16 +41,44 @@ def _lrn(x):
     return L.LRN(x, local_size=5, alpha=1e-4, beta=0.75)
 
 
+def trunk(n, x, convs, conv_kw, fc_out=4096, fc_kw=None, dropout=None, norm_first=False):
+    """The CaffeNet/AlexNet trunk, the one body every CaffeNet-shaped net of models/ is built on (BVLC's
+    CaffeNet and AlexNet below, the fine-tuning notebook's `caffenet`, the demo's scaled net): for each
+    ``(name, kernel, outputs, stride, pad, group, pool_norm)`` in ``convs`` a Convolution with the
+    keywords ``conv_kw(i, conv)`` and an in-place ReLU, max pooling and LRN after it where ``pool_norm``
+    (LRN first when ``norm_first``, AlexNet's order), pool5, then fc6 and fc7 (``fc_out`` wide, keywords
+    ``fc_kw(i)``) each with an in-place ReLU and, unless ``dropout`` is None, an in-place Dropout with the
+    keywords ``dropout``. Returns the top the classifier reads."""
+    for i, conv in enumerate(convs, 1):
+        name = conv[0]
+        n[name] = L.Convolution(x, **conv_kw(i, conv))
+        n[f"relu{i}"] = x = L.ReLU(n[name], in_place=True)
+        if conv[6] and norm_first:
+            n[f"norm{i}"] = _lrn(x)
+            n[f"pool{i}"] = x = _max_pool(n[f"norm{i}"])
+        elif conv[6]:
+            n[f"pool{i}"] = _max_pool(x)
+            n[f"norm{i}"] = x = _lrn(n[f"pool{i}"])
+    n.pool5 = x = _max_pool(x)
+    for i in (6, 7):
+        n[f"fc{i}"] = L.InnerProduct(x, num_output=fc_out, **(fc_kw(i) if fc_kw else {}))
+        n[f"relu{i}"] = x = L.ReLU(n[f"fc{i}"], in_place=True)
+        if dropout is not None:
+            n[f"drop{i}"] = x = L.Dropout(x, in_place=True, **dropout)
+    return x
+
+
 def body(n, variant="caffenet", param=LEARN, fillers=True, classifier="fc8", num_output=1000,
          classifier_param=LEARN, classifier_fillers=None):
-    """conv1 .. classifier on n.data; returns the classifier's top. classifier_fillers defaults to
-    `fillers` (gaussian 0.01, bias 0)."""
+    """conv1 .. classifier on n.data, as BVLC's train_val/deploy files; returns the classifier's top.
+    classifier_fillers defaults to `fillers` (gaussian 0.01, bias 0)."""
     if variant not in _BIAS_ONE:
         raise NetError(f"alexnet.body: variant '{variant}' is not valid; valid: {', '.join(_BIAS_ONE)}")
     one = _BIAS_ONE[variant]
     extra = {} if param is None else dict(param=param)
-    x = n.data
-    for i, (name, ks, nout, stride, pad, group, bias_one) in enumerate(_CONVS, 1):
+
+    def conv_kw(i, conv):
+        name, ks, nout, stride, pad, group, _ = conv
         kw = dict(num_output=nout, kernel_size=ks)       # pad, group, stride: only when not default
         if pad:
             kw["pad"] = pad
@@ -58,21 +87,12 @@ def body(n, variant="caffenet", param=LEARN, fillers=True, classifier="fc8", num
         if stride != 1:
             kw["stride"] = stride
         if fillers:
-            kw.update(weight_filler=gaussian(0.01), bias_filler=constant(one if bias_one else 0))
-        n[name] = L.Convolution(x, **extra, **kw)
-        n[f"relu{i}"] = x = L.ReLU(n[name], in_place=True)
-        if i <= 2 and variant == "caffenet":
-            n[f"pool{i}"] = _max_pool(x)
-            n[f"norm{i}"] = x = _lrn(n[f"pool{i}"])
-        elif i <= 2:
-            n[f"norm{i}"] = _lrn(x)
-            n[f"pool{i}"] = x = _max_pool(n[f"norm{i}"])
-    n.pool5 = x = _max_pool(x)
-    for i in (6, 7):
-        kw = dict(weight_filler=gaussian(0.005), bias_filler=constant(one)) if fillers else {}
-        n[f"fc{i}"] = L.InnerProduct(x, num_output=4096, **extra, **kw)
-        n[f"relu{i}"] = L.ReLU(n[f"fc{i}"], in_place=True)
-        n[f"drop{i}"] = x = L.Dropout(n[f"relu{i}"], dropout_ratio=0.5, in_place=True)
+            kw.update(weight_filler=gaussian(0.01), bias_filler=constant(one if name in _BIAS_ONE_CONVS else 0))
+        return dict(extra, **kw)
+
+    def fc_kw(i):
+        return dict(extra, **(dict(weight_filler=gaussian(0.005), bias_filler=constant(one)) if fillers else {}))
+    x = trunk(n, n.data, CONVS, conv_kw, 4096, fc_kw, dict(dropout_ratio=0.5), norm_first=variant == "alexnet")
     if classifier_fillers is None:
         classifier_fillers = fillers
     kw = dict(weight_filler=gaussian(0.01), bias_filler=constant(0)) if classifier_fillers else {}
@@ -82,13 +102,15 @@ def body(n, variant="caffenet", param=LEARN, fillers=True, classifier="fc8", num
     return n[classifier]
 
 
-def heads(n, score, order="accuracy_first", loss_top=True, accuracy="accuracy"):
-    """SoftmaxWithLoss `loss` and a TEST-only Accuracy, in the given order."""
+def heads(n, score, order="accuracy_first", loss_top=True, accuracy="accuracy", accuracy_phase=caffe_pb2.TEST):
+    """SoftmaxWithLoss `loss` and an Accuracy (TEST-only unless accuracy_phase is None), in the given
+    order, on ``score`` and ``n.label``."""
     def add_loss():
         n.loss = L.SoftmaxWithLoss(score, n.label, ntop=1 if loss_top else 0)
 
     def add_accuracy():
-        n[accuracy] = L.Accuracy(score, n.label, include=dict(phase=caffe_pb2.TEST))
+        kw = {} if accuracy_phase is None else dict(include=dict(phase=accuracy_phase))
+        n[accuracy] = L.Accuracy(score, n.label, **kw)
     if order not in ("accuracy_first", "loss_first"):
         raise NetError(f"heads: order '{order}' is not valid; valid: accuracy_first, loss_first")
     for add in ((add_accuracy, add_loss) if order == "accuracy_first" else (add_loss, add_accuracy)):

@@ -12,22 +12,17 @@ classifier is frozen (lr_mult 0 on both blobs), which is how the notebook fine-t
 """
 import os
 
-from recaffe.netspec.spec import NetSpec, layers as L, params as P, solver as _solver, write
+from recaffe.netspec.spec import NetSpec, layers as L, solver as _solver, write
+
+from .alexnet import CONVS, heads, trunk
 
 __all__ = ["caffenet", "style_net", "imagenet_deploy", "solver", "write_style_files", "LEARNED", "FROZEN"]
 
 LEARNED = [dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)]   # weights, biases
 FROZEN = [dict(lr_mult=0), dict(lr_mult=0)]
 
-# name, kernel, outputs, stride, pad, group; "pool"/"norm" follow the conv's ReLU when listed.
-_CONVS = [("conv1", 11, 96, 4, 0, 1, True), ("conv2", 5, 256, 1, 2, 2, True), ("conv3", 3, 384, 1, 1, 1, False),
-          ("conv4", 3, 384, 1, 1, 2, False), ("conv5", 3, 256, 1, 1, 2, False)]
 _CONV_FILLERS = dict(weight_filler=dict(type="gaussian", std=0.01), bias_filler=dict(type="constant", value=0.1))
 _FC_FILLERS = dict(weight_filler=dict(type="gaussian", std=0.005), bias_filler=dict(type="constant", value=0.1))
-
-
-def _max_pool(bottom):
-    return L.Pooling(bottom, pool=P.Pooling.MAX, kernel_size=3, stride=2)
 
 
 def _finish(proto, path):
@@ -40,29 +35,20 @@ def caffenet(data, label=None, train=True, num_classes=1000, classifier_name="fc
     n = NetSpec()
     n.data = data
     param = LEARNED if learn_all else FROZEN
-    x = n.data
-    for i, (name, ks, nout, stride, pad, group, pool_norm) in enumerate(_CONVS, 1):
+
+    def conv_kw(i, conv):
         # The notebook passes stride, pad and group even at their defaults, so they are printed.
-        n[name] = L.Convolution(x, kernel_size=ks, stride=stride, num_output=nout, pad=pad, group=group,
-                                param=param, **_CONV_FILLERS)
-        n[f"relu{i}"] = x = L.ReLU(n[name], in_place=True)
-        if pool_norm:
-            n[f"pool{i}"] = _max_pool(x)
-            n[f"norm{i}"] = x = L.LRN(n[f"pool{i}"], local_size=5, alpha=1e-4, beta=0.75)
-    n.pool5 = x = _max_pool(x)
-    for i in (6, 7):
-        n[f"fc{i}"] = L.InnerProduct(x, num_output=4096, param=param, **_FC_FILLERS)
-        n[f"relu{i}"] = x = L.ReLU(n[f"fc{i}"], in_place=True)
-        if train:
-            n[f"drop{i}"] = x = L.Dropout(x, in_place=True)
-    classifier = L.InnerProduct(x, num_output=num_classes, param=LEARNED)
-    n[classifier_name] = classifier
+        name, ks, nout, stride, pad, group, _ = conv
+        return dict(kernel_size=ks, stride=stride, num_output=nout, pad=pad, group=group, param=param,
+                    **_CONV_FILLERS)
+    x = trunk(n, n.data, CONVS, conv_kw, 4096, lambda i: dict(param=param, **_FC_FILLERS),
+              dict() if train else None)
+    n[classifier_name] = classifier = L.InnerProduct(x, num_output=num_classes, param=LEARNED)
     if not train:
         n.probs = L.Softmax(classifier)
     if label is not None:
         n.label = label
-        n.loss = L.SoftmaxWithLoss(classifier, n.label)
-        n.acc = L.Accuracy(classifier, n.label)
+        heads(n, classifier, order="loss_first", accuracy="acc", accuracy_phase=None)
     return _finish(n.to_proto(), path)
 
 

@@ -7,12 +7,13 @@ the notebook's switch: with learn_all=False every layer before the classifier ha
 """
 from recaffe.netspec.spec import NetSpec, layers as L, params as P, solver as _solver
 
+from .alexnet import heads, trunk
 from .caffenet import LEARNED, FROZEN
 
 CROP = 32
-# name, kernel, outputs, pad, group, followed by pool+norm
-_CONVS = [("conv1", 5, 24, 0, 1, True), ("conv2", 5, 48, 2, 2, True), ("conv3", 3, 64, 1, 1, False),
-          ("conv4", 3, 64, 1, 2, False), ("conv5", 3, 48, 1, 2, False)]
+# name, kernel, outputs, stride, pad, group, followed by pool+norm (the trunk of models.alexnet)
+_CONVS = [("conv1", 5, 24, 1, 0, 1, True), ("conv2", 5, 48, 1, 2, 2, True), ("conv3", 3, 64, 1, 1, 1, False),
+          ("conv4", 3, 64, 1, 1, 2, False), ("conv5", 3, 48, 1, 1, 2, False)]
 _FILLERS = dict(weight_filler=dict(type="xavier"), bias_filler=dict(type="constant", value=0.1))
 
 
@@ -23,27 +24,18 @@ def mini_caffenet(data, label=None, train=True, num_classes=10, classifier_name=
     n = NetSpec()
     n.data = data
     param = LEARNED if learn_all else FROZEN
-    x = n.data
-    for i, (name, ks, nout, pad, group, pool_norm) in enumerate(_CONVS, 1):
-        n[name] = L.Convolution(x, kernel_size=ks, num_output=nout, pad=pad, group=group, param=param,
-                                **_FILLERS)
-        n[f"relu{i}"] = x = L.ReLU(n[name], in_place=True)
-        if pool_norm:
-            n[f"pool{i}"] = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=3, stride=2)
-            n[f"norm{i}"] = x = L.LRN(n[f"pool{i}"], local_size=5, alpha=1e-4, beta=0.75)
-    n.pool5 = x = L.Pooling(x, pool=P.Pooling.MAX, kernel_size=3, stride=2)
-    for i in (6, 7):
-        n[f"fc{i}"] = L.InnerProduct(x, num_output=width, param=param, **_FILLERS)
-        n[f"relu{i}"] = x = L.ReLU(n[f"fc{i}"], in_place=True)
-        if train:
-            n[f"drop{i}"] = x = L.Dropout(x, in_place=True, dropout_ratio=0.5)
+
+    def conv_kw(i, conv):
+        name, ks, nout, _, pad, group, _ = conv
+        return dict(kernel_size=ks, num_output=nout, pad=pad, group=group, param=param, **_FILLERS)
+    x = trunk(n, n.data, _CONVS, conv_kw, width, lambda i: dict(param=param, **_FILLERS),
+              dict(dropout_ratio=0.5) if train else None)
     n[classifier_name] = cls = L.InnerProduct(x, num_output=num_classes, param=LEARNED, **_FILLERS)
     if not train:
         n.probs = L.Softmax(cls)
     if label is not None:
         n.label = label
-        n.loss = L.SoftmaxWithLoss(cls, n.label)
-        n.acc = L.Accuracy(cls, n.label)
+        heads(n, cls, order="loss_first", accuracy="acc", accuracy_phase=None)
     return n.to_proto()
 
 

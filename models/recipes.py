@@ -24,6 +24,7 @@ tools/emit_zoo.py writes them under models/zoo/.
 import os
 import re
 
+from recaffe.netspec.net.layers.registry import find_layer_class, layer_type_list
 from recaffe.netspec.spec import solver as _solver
 from recaffe.protos import caffe_pb2
 from recaffe.protos.errors import NetError
@@ -36,21 +37,19 @@ __all__ = ["finetune", "finetune_solver", "two_stage", "block_key", "blob_count"
 # The new classifier of the Flickr-style recipe: gaussian(0.01) weights, zero bias, learning 10x / 20x.
 NEW_LAYER = dict(lr_mult=(10, 20), weight_filler=gaussian(0.01), bias_filler=constant(0))
 
-# Layer types with learnable blobs, and how many (Convolution etc. lose one without a bias term).
-_BLOBS = {"Convolution": 2, "Deconvolution": 2, "InnerProduct": 2, "Scale": 2, "BatchNorm": 3, "PReLU": 1,
-          "Bias": 1, "Embed": 2}
-_BIAS_PARAM = {"Convolution": "convolution_param", "Deconvolution": "convolution_param",
-               "InnerProduct": "inner_product_param", "Embed": "embed_param"}
-
 
 def blob_count(layer):
-    """How many parameter blobs `layer` has (0 for layers without any)."""
-    n = _BLOBS.get(layer.type, 0)
-    if layer.type in _BIAS_PARAM and not getattr(layer, _BIAS_PARAM[layer.type]).bias_term:
-        n -= 1
-    if layer.type == "Scale" and not layer.scale_param.bias_term:
-        n -= 1
-    return n
+    """How many parameter blobs `layer` (a LayerParameter) has, as its registered class declares them
+    (Layer.blob_count); 0 for layers without any, for unknown types and where only building the layer
+    can tell (Python layers)."""
+    cls = find_layer_class(layer.type)
+    return (cls.blob_count(layer) or 0) if cls is not None else 0
+
+
+def _learns(layer):
+    """False for layers whose blobs are statistics, never learned by gradient (BatchNorm)."""
+    cls = find_layer_class(layer.type)
+    return cls is None or cls.learnable_blobs
 
 
 def _layer(net, name):
@@ -71,13 +70,15 @@ def finetune(net, old, new, num_output, lr_mult=(10, 20), weight_filler=None, bi
     if name is not None:
         out.name = name
     layer = _layer(out, old)
-    if layer.type not in ("InnerProduct", "Convolution"):
-        raise NetError(f"finetune: layer '{old}' is a {layer.type}; valid classifiers: InnerProduct, Convolution")
+    cls = find_layer_class(layer.type)
+    if cls is None or not cls.classifier:
+        valid = ", ".join(t for t in layer_type_list() if find_layer_class(t).classifier)
+        raise NetError(f"finetune: layer '{old}' is a {layer.type}; valid classifiers: {valid}")
     layer.name = new
     for other in out.layer:
         other.bottom[:] = [new if b == old else b for b in other.bottom]
         other.top[:] = [new if t == old else t for t in other.top]
-    p = getattr(layer, _BIAS_PARAM[layer.type])
+    p = cls.param_message(layer)
     p.num_output = num_output
     del layer.param[:]
     if lr_mult is not None:
@@ -123,7 +124,7 @@ def _base_mults(layer):
     """The multipliers a layer learns at when free: its own param lr_mults, 1 where it has none (Caffe's
     default, src/caffe/net.cpp AppendParam); BatchNorm blobs always 0."""
     n = blob_count(layer)
-    if layer.type == "BatchNorm":
+    if not _learns(layer):
         return [0.0] * n
     return [layer.param[i].lr_mult if i < len(layer.param) else 1.0 for i in range(n)]
 
@@ -140,7 +141,7 @@ def learning_layers(net):
     for layer in net.layer:
         n = blob_count(layer)
         mults = [layer.param[i].lr_mult if i < len(layer.param) else 1.0 for i in range(n)]
-        if layer.type == "BatchNorm":
+        if not _learns(layer):
             mults = [0.0] * n        # BatchNorm blobs are statistics, never updated by the solver
         if any(m != 0 for m in mults):
             out[layer.name] = mults

@@ -14,8 +14,9 @@ Public API (stable; other packages rely on it):
 Readers follow src/caffe/util/io.cpp (ReadProtoFromTextFile / ReadProtoFromBinaryFile) and
 src/caffe/util/upgrade_proto.cpp (ReadNetParamsFrom*FileOrDie, ReadSolverParamsFromTextFileOrDie).
 Every failure is a ProtoError with one line ``path:line:col: what was wrong; what was expected``.
-Known fork fields (protos.forks.FORK_FIELDS) are mapped with a warning; other unknown fields are an
-error unless ``lenient=True``, which drops them with a warning.
+Fields of the forks in protos/forkschema are read as those forks define them (protos.forks); known
+fork fields (protos.forks.FORK_FIELDS) are mapped with a warning; other unknown fields are an error
+unless ``lenient=True``, which drops them with a warning.
 """
 import os
 import re
@@ -95,13 +96,13 @@ def _parse_text(text, message_cls, path, lenient):
     except text_format.ParseError as e:
         if not (lenient or _UNKNOWN_FIELD.search(str(e)) or _ENUM.search(str(e))):
             raise _friendly(e, path) from None
-    cleaned = forks.clean(text, message_cls.DESCRIPTOR, path, lenient, ProtoError)
+    cleaned, fork_fields = forks.clean(text, message_cls.DESCRIPTOR, path, lenient, ProtoError)
     msg = message_cls()
     try:
         text_format.Parse(cleaned, msg)
     except text_format.ParseError as e:
         raise _friendly(e, path) from None
-    return msg
+    return forks.attach(msg, fork_fields)
 
 
 def _decode(data, path):
@@ -152,6 +153,7 @@ def _read_any(source, message_cls, lenient):
 def read_net(source, lenient=False):
     """A NetParameter in the V2 format (``layer`` entries), from any of the sources above."""
     net, path = _read_any(source, caffe_pb2.NetParameter, lenient)
+    forks.adopt(net)
     if not upgrade.needs_upgrade(net):
         return net
     return upgrade.upgrade_net(net, path)

@@ -1,11 +1,14 @@
 """Prototxt printing: protobuf's text layout (fields in number order, two-space indent, octal escapes
 as pycaffe's protobuf 3 printed them) with floats spelt as the shortest decimal that reads back to the
-same float32, as Caffe's C++ tools print them ('0.01', not '0.009999999776482582' or '0.00999999978')."""
+same float32, as Caffe's C++ tools print them ('0.01', not '0.009999999776482582' or '0.00999999978').
+Fields of a fork (protos/forks.py) print after the message's own fields, under their fork names."""
 import math
 import struct
 
 from google.protobuf import text_encoding
 from google.protobuf.descriptor import FieldDescriptor
+
+from . import forks
 
 
 def shortest_float32(value):
@@ -24,13 +27,15 @@ def shortest_float32(value):
     return str(value)
 
 
-def _print_message(msg, indent, out):
+def _print_message(msg, indent, out, layer_type=None):
     pad = " " * indent
+    if msg.DESCRIPTOR.full_name == "caffe.LayerParameter":
+        layer_type = msg.type
     for fd, value in msg.ListFields():        # field-number order, as text_format and pycaffe
         for v in (value if fd.is_repeated else (value,)):
             if fd.message_type is not None:
                 out.append(f"{pad}{fd.name} {{\n")
-                _print_message(v, indent + 2, out)
+                _print_message(v, indent + 2, out, layer_type)
                 out.append(f"{pad}}}\n")
                 continue
             if fd.enum_type is not None:
@@ -45,6 +50,9 @@ def _print_message(msg, indent, out):
             else:
                 text = str(v)
             out.append(f"{pad}{fd.name}: {text}\n")
+    fork = forks.printable_fork_fields(msg, layer_type)   # fields of a fork (protos/forkschema), last
+    if fork is not None:
+        _print_message(fork, indent, out, layer_type)
 
 
 def message_to_text(msg):

@@ -92,9 +92,9 @@ class Net:
         self._layer_names = list(tnet.layer_names)
         self.layer_dict = collections.OrderedDict(zip(self._layer_names, self.layers))
         self.top_names = collections.OrderedDict(
-            (n, [t for t in s.tops if t != AUTO_TOP]) for n, s in zip(self._layer_names, tnet._steps))
+            (n, [t for t in s.tops if t != AUTO_TOP]) for n, s in zip(self._layer_names, tnet.steps))
         self.bottom_names = collections.OrderedDict(
-            (n, list(s.bottoms)) for n, s in zip(self._layer_names, tnet._steps))
+            (n, list(s.bottoms)) for n, s in zip(self._layer_names, tnet.steps))
         self.blob_loss_weights = collections.OrderedDict((n, float(tnet.blob_loss_weights.get(n, 0.0))) for n in names)
         for n, w in self.blob_loss_weights.items():   # Caffe: a loss top's diff holds its loss weight
             if w:
@@ -206,7 +206,7 @@ class Net:
         self._attach(new, self._inputs)
 
     def _make_hook(self, i):
-        step = self.torch_net._steps[i]
+        step = self.torch_net.steps[i]
 
         def hook(module, args, output):
             out = list(output)
@@ -292,7 +292,7 @@ class Net:
     def _roots(self, i_start, from_layer):
         tnet = self.torch_net
         if from_layer:
-            step = tnet._steps[i_start]
+            step = tnet.steps[i_start]
             pairs = [(self._layer_out.get(i_start, [None] * len(step.tops))[j], t) for j, t in enumerate(step.tops)
                      if t != AUTO_TOP]
         else:
@@ -315,7 +315,7 @@ class Net:
                 if p.requires_grad and id(p) not in seen:
                     seen.add(id(p))
                     out.append(p)
-            for name in tnet._steps[i].bottoms:
+            for name in tnet.steps[i].bottoms:
                 t = self._diff_src.get(name)
                 if t is not None and t.requires_grad and id(t) not in seen:
                     seen.add(id(t))
@@ -342,7 +342,7 @@ class Net:
         shape. Runs the layers after the data layers once without autograd (data is not consumed)."""
         self._sync_input_shapes()
         tnet = self.torch_net
-        first = next((i for i, s in enumerate(tnet._steps) if not getattr(s.layer, "is_data", False)), None)
+        first = next((i for i, s in enumerate(tnet.steps) if not getattr(s.layer, "is_data", False)), None)
         if first is None:
             return
         for name in tnet.blob_names:

@@ -1,7 +1,7 @@
 """torch.compile as an opt-in (``caffe time -compile``, ``caffe train -compile``, ``net.compile()``).
 
 ``net.compile()`` is torch's own ``nn.Module.compile``: while Dynamo traces, the CPU fast paths step
-aside (netspec.net.fastswitch: Inductor cannot lower oneDNN's custom ops and the data_ptr-keyed caches
+aside (netspec.net.kernels: Inductor cannot lower oneDNN's custom ops and the data_ptr-keyed caches
 break the trace), so the compiled net is plain torch ops fused by Inductor. Whether that is faster
 than recaffe's hand-written CPU paths depends on the net and the machine (bench/README.md), so
 nothing is compiled unless asked; ``caffe time -compile`` measures both on the spot.

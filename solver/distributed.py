@@ -21,6 +21,9 @@ so that the trajectory is that of ONE process with ``iter_size x N``:
   outputs are those of the last sub-batch (rank N-1's), so rank 0's log is the single-process log.
 * SIGINT/SIGHUP: the action is agreed by all ranks after every update (any rank's request counts).
 * BatchNorm statistics are per rank, as in Caffe (rank 0's are tested and snapshotted).
+* sources recaffe cannot shard in a TRAIN net (Input feeds, MemoryData, Python layers without bottoms)
+  give each rank what that rank is fed; rank 0 warns once per layer (DummyData is generated: per-rank
+  seeds). No fork layer reads data (SSD's AnnotatedData is not implemented).
 
 A peer that dies (or a collective that exceeds ``RECAFFE_DIST_TIMEOUT`` seconds, default 1800) ends
 the others with one DistributedError line instead of a hang.
@@ -37,6 +40,12 @@ from recaffe.protos.errors import RecaffeError
 ENV_TIMEOUT = "RECAFFE_DIST_TIMEOUT"
 #: gradients are all-reduced in flat buckets of at most this many elements (one bucket per big blob)
 BUCKET = 1 << 22
+
+
+#: TRAIN-net sources recaffe cannot shard (fed or user code): each rank gets what it is given (warned)
+_UNSHARDED = {"Input": "every rank trains on what its feed returns",
+              "MemoryData": "every rank trains on the arrays it is given",
+              "Python": "every rank runs the layer's own code"}
 
 
 class DistributedError(RecaffeError):
@@ -184,9 +193,14 @@ class SolverSync:
         runtime randomness per rank, normalise by iter_size x N, quiet the non-root log."""
         if not self.active:
             return
-        for layer in solver.net.layers:
+        for step in solver.net.steps:
+            layer = step.layer
             if getattr(layer, "is_data", False) and hasattr(layer, "shard"):
                 layer.shard(self.rank, self.world)
+            elif self.root and not step.bottoms and step.type in _UNSHARDED:
+                from .log import warn
+                warn(f"layer '{step.name}' ({step.type}) is not sharded: {_UNSHARDED[step.type]}; "
+                     "split it with recaffe.solver_rank() / solver_count()", "data_layer.cpp:62")
         self.broadcast_params(solver.net)
         if self.rank > 0:
             from .netsetup import seed_everything

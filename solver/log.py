@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 _LEVELS = {logging.DEBUG: "I", logging.INFO: "I", logging.WARNING: "W", logging.ERROR: "E",
            logging.CRITICAL: "F"}
 logger = logging.getLogger("recaffe")
@@ -97,14 +99,16 @@ def num(v):
 
 def output_lines(prefix, outputs, weights):
     """'    <prefix> net output #k: name = v [ (* w = w*v loss)]' for every element of every output
-    blob, k running over elements (solver.cpp Step/Test). ``outputs``: [(name, flat values)]."""
+    blob, k running over elements (solver.cpp Step/Test); ``prefix`` None: 'name = v [...]' as
+    caffe.cpp's test prints them. ``outputs``: [(name, flat values)]. w * v is a float product, as in Caffe."""
     lines, k = [], 0
     for name, values in outputs:
         w = weights.get(name, 0.0)
         for v in values:
-            line = f"    {prefix} net output #{k}: {name} = {num(v)}"
+            head = f"    {prefix} net output #{k}: " if prefix else ""
+            line = f"{head}{name} = {num(v)}"
             if w:
-                line += f" (* {num(w)} = {num(w * v)} loss)"
+                line += f" (* {num(w)} = {num(np.float32(w) * np.float32(v))} loss)"
             lines.append(line)
             k += 1
     return lines

@@ -1,5 +1,5 @@
 """Reading a solver definition and building its nets (src/caffe/solver.cpp: Solver::Init, InitTrainNet,
-InitTestNets; src/caffe/util/upgrade_proto.cpp: UpgradeSolverType).
+InitTestNets). Legacy solver fields are upgraded by protos.io.read_solver (protos/upgrade.py).
 
 * Train net: exactly one of train_net_param, train_net, net_param, net. Its state is {phase: TRAIN},
   merged with the net's own ``state``, merged with ``train_state`` (plus -stage/-level from the CLI).
@@ -22,27 +22,19 @@ from recaffe.protos import caffe_pb2
 from recaffe.protos.errors import SolverError, WeightsError
 from recaffe.protos.io import read_net, read_solver
 
-_SOLVER_TYPES = {0: "SGD", 1: "Nesterov", 2: "AdaGrad", 3: "RMSProp", 4: "AdaDelta", 5: "Adam"}
-
 
 def read_solver_param(source):
-    """(SolverParameter with solver_type upgraded to type, path or '<param>')."""
+    """(SolverParameter, path or '<solver>'), through protos.io.read_solver: the one upgrade path
+    (protos/upgrade.py: solver_type -> type, inline legacy nets) for files, texts and messages alike."""
     if isinstance(source, caffe_pb2.SolverParameter):
-        param, path = caffe_pb2.SolverParameter(), "<solver>"
-        param.CopyFrom(source)
-    else:
-        path = str(source)
-        if "\n" not in path and "{" not in path and ":" not in os.path.basename(path) and not os.path.exists(path):
-            raise SolverError(f"{path}: solver file not found")
-        param = caffe_pb2.SolverParameter()
-        param.CopyFrom(read_solver(source))
-        if "\n" in path or ":" in os.path.basename(path):
-            path = "<solver>"
-    if param.HasField("solver_type"):
-        if param.HasField("type"):
-            raise SolverError(f"{path}: both solver_type and type are set; use type only")
-        param.type = _SOLVER_TYPES[param.solver_type]
-        param.ClearField("solver_type")
+        return read_solver(source), "<solver>"
+    path = str(source)
+    if "\n" not in path and "{" not in path and ":" not in os.path.basename(path) and not os.path.exists(path):
+        raise SolverError(f"{path}: solver file not found")
+    param = caffe_pb2.SolverParameter()
+    param.CopyFrom(read_solver(source))
+    if "\n" in path or ":" in os.path.basename(path):
+        path = "<solver>"
     return param, path
 
 

@@ -22,7 +22,7 @@ import time
 import torch
 
 from recaffe.protos.errors import SolverError
-from . import amp as amp_mod, distributed, groups, netsetup, policies, state
+from . import amp as amp_mod, distributed, groups, netsetup, policies, scoring, state
 from .log import log, num, output_lines
 from .optim import SOLVERS
 
@@ -207,9 +207,7 @@ class Solver:
         log("Optimization Done.", "solver.cpp:332")
 
     # -- testing -----------------------------------------------------------------------------------
-    @staticmethod
-    def _outputs(net):
-        return [(n, net.blobs[n].detach().reshape(-1).tolist()) for n in net.outputs if n in net.blobs]
+    _outputs = staticmethod(scoring.outputs)
 
     def test_all(self):
         self.test_scores = []
@@ -220,35 +218,29 @@ class Solver:
         self.requested_early_exit = self.sync.any(self.requested_early_exit)
 
     def test(self, k=0):
-        """Solver::Test: test_iter[k] forward passes of test net k; returns {output name: [means]}."""
+        """Solver::Test: test_iter[k] forward passes of test net k (solver.scoring, the loop ``caffe
+        test`` shares); returns {output name: [means]}, or None when a stop request interrupted it."""
         p, net = self.param, self.test_nets[k]
         log(f"Iteration {self.iter}, Testing net (#{k})", "solver.cpp:347")
-        sums, loss = None, 0.0
-        n = p.test_iter[k]
-        with torch.no_grad():
-            for _ in range(n):
-                action = self._poll()
-                if action == "snapshot":      # Solver::Test handles a snapshot request at once
-                    self.snapshot()
-                elif action == "stop":
-                    self.requested_early_exit = True
-                    log("Test interrupted.", "solver.cpp:381")
-                    return None
-                net(**self._inputs(net, "TEST"))
-                if p.test_compute_loss and net.loss is not None:
-                    loss += float(net.loss)
-                outs = self._outputs(net)
-                if sums is None:
-                    sums = [(name, [0.0] * len(v)) for name, v in outs]
-                for (name, acc), (_, vals) in zip(sums, outs):
-                    for i, v in enumerate(vals):
-                        acc[i] += v
+
+        def before_batch(_):
+            action = self._poll()
+            if action == "snapshot":      # Solver::Test handles a snapshot request at once
+                self.snapshot()
+            elif action == "stop":
+                self.requested_early_exit = True
+                log("Test interrupted.", "solver.cpp:381")
+                return False
+            return True
+
+        scores = scoring.score(net, p.test_iter[k], lambda: net(**self._inputs(net, "TEST")), before_batch)
+        if scores is None:
+            return None
         if p.test_compute_loss:
-            log(f"Test loss: {num(loss / n)}", "solver.cpp:401")
-        means = [(name, [v / n for v in acc]) for name, acc in (sums or [])]
-        for line in output_lines("Test", means, net.blob_loss_weights):
+            log(f"Test loss: {num(scores.loss)}", "solver.cpp:401")
+        for line in output_lines("Test", scores.means, net.blob_loss_weights):
             log(line, "solver.cpp:414")
-        return dict(means)
+        return dict(scores.means)
 
     # -- snapshots ---------------------------------------------------------------------------------
     def _prefix(self):

@@ -22,7 +22,7 @@ def _sync(device):
 def _forward(net, device, fwd_times):
     record = []
     blobs = {}
-    for k, s in enumerate(net._steps):
+    for k, s in enumerate(net.steps):
         _sync(device)
         t0 = time.perf_counter()
         if getattr(s.layer, "feeds_inputs", False):    # Input: zero blobs of the declared shapes
@@ -48,8 +48,8 @@ def _forward(net, device, fwd_times):
 
 def _backward(net, device, record, bwd_times):
     grads = {}
-    for k in reversed(range(len(net._steps))):
-        s = net._steps[k]
+    for k in reversed(range(len(net.steps))):
+        s = net.steps[k]
         leaves, tops = record[k]
         outs, gouts = [], []
         for j, (name, t) in enumerate(zip(s.tops, tops)):
@@ -75,7 +75,7 @@ def _backward(net, device, record, bwd_times):
 
 def time_net(model, phase, iterations, stages=(), level=0, device=torch.device("cpu"), compile=False):
     net = Net(model, phase=phase, stages=stages, level=level).to(device)
-    n = len(net._steps)
+    n = len(net.steps)
     fwd, bwd = [0.0] * n, [0.0] * n
     log("Performing Forward", "caffe.cpp:352")
     rec = _forward(net, device, [0.0] * n)

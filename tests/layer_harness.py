@@ -29,7 +29,7 @@ def build_layer(case):
     text_format.Merge(str(case["layer"]), lp)
     names = str(case["bottom_names"]).split()
     shapes = {n: case["bottom_%d" % i].shape for i, n in enumerate(names)}
-    layer = layer_class(lp.type, lp.name)(lp, [shapes[b] for b in lp.bottom], str(case["phase"]))
+    layer = layer_class(lp.type, lp.name)(lp, [shapes[b] for b in lp.bottom], str(case["phase"])).apply_fillers()
     with torch.no_grad():
         for i, p in enumerate(layer.blobs):
             p.copy_(torch.from_numpy(case["param_%d" % i]))

@@ -100,6 +100,57 @@ layer { name: "acc" type: "Accuracy" bottom: "ip" bottom: "label" top: "acc" }
 """
 
 
+FORKS = """name: "amp_forks" force_backward: true
+layer { name: "in" type: "Input" top: "x" top: "target" top: "rois"
+  input_param { shape { dim: 2 dim: 3 dim: 8 dim: 8 } shape { dim: 2 dim: 4 dim: 8 dim: 8 } shape { dim: 2 dim: 5 } } }
+layer { name: "c1" type: "Convolution" bottom: "x" top: "c1" convolution_param { num_output: 4 kernel_size: 3 pad: 1
+  weight_filler { type: "msra" } } }
+layer { name: "norm" type: "Normalize" bottom: "c1" top: "norm" norm_param { across_spatial: false
+  scale_filler { type: "constant" value: 20 } channel_shared: false } }
+layer { name: "bn" type: "BN" bottom: "c1" top: "bn" bn_param { bn_mode: LEARN
+  scale_filler { type: "constant" value: 1 } shift_filler { type: "constant" value: 0 } } }
+layer { name: "sum" type: "Eltwise" bottom: "norm" bottom: "bn" top: "sum" }
+layer { name: "c2" type: "Convolution" bottom: "sum" top: "c2" convolution_param { num_output: 4 kernel_size: 1
+  weight_filler { type: "msra" } } }
+layer { name: "roi" type: "ROIPooling" bottom: "c2" bottom: "rois" top: "roi"
+  roi_pooling_param { pooled_h: 2 pooled_w: 2 spatial_scale: 1 } }
+layer { name: "l1" type: "SmoothL1Loss" bottom: "c2" bottom: "target" top: "l1" }
+layer { name: "l2" type: "EuclideanLoss" bottom: "roi" bottom: "roi_target" top: "l2" }
+"""
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_fork_layers_under_autocast(dtype):
+    """Fork layers: SSD's Normalize (an L2 norm), SegNet's BN (batch statistics) and R-CNN's SmoothL1Loss
+    run in float32 under autocast, the convolutions around them in low precision; ROIPooling's
+    Function takes the low-precision map; the loss stays within 2% of float32 and the gradients finite."""
+    torch.manual_seed(0)
+    text = FORKS.replace('top: "rois"\n', 'top: "rois" top: "roi_target"\n').replace(
+        "shape { dim: 2 dim: 5 } } }", "shape { dim: 2 dim: 5 } shape { dim: 2 dim: 4 dim: 2 dim: 2 } } }")
+    net = Net(text, phase="TRAIN")
+    g = torch.Generator().manual_seed(5)
+    feed = dict(x=torch.randn(2, 3, 8, 8, generator=g), target=torch.randn(2, 4, 8, 8, generator=g),
+                rois=torch.tensor([[0., 0, 0, 5, 5], [1., 2, 1, 7, 6]]), roi_target=torch.randn(2, 4, 2, 2, generator=g))
+    net(**feed)
+    ref_loss = float(net.loss.detach())
+    with torch.autocast("cpu", dtype=dtype):
+        net(**feed)
+    net.backward()
+    assert net.blobs["c1"].dtype == dtype and net.blobs["c2"].dtype == dtype and net.blobs["roi"].dtype == dtype
+    for name in ("norm", "bn", "l1", "l2"):
+        assert net.blobs[name].dtype == torch.float32, name
+    x = net.blobs["c1"].detach().float()        # the fp32 layers computed from it in float32 (closed forms)
+    norm = x / torch.sqrt((x * x).sum(1, keepdim=True) + 1e-10) * 20
+    torch.testing.assert_close(net.blobs["norm"].detach(), norm, rtol=1e-5, atol=1e-5)
+    mean = x.mean((2, 3)).mean(0).view(1, -1, 1, 1)
+    var = (x * x).mean((2, 3)).mean(0).view(1, -1, 1, 1) - mean * mean
+    torch.testing.assert_close(net.blobs["bn"].detach(), (x - mean) / torch.sqrt(var + 1e-9), rtol=1e-4, atol=1e-4)
+    assert abs(float(net.loss.detach()) - ref_loss) < 0.02 * abs(ref_loss)
+    for n, blobs in net.params.items():
+        for p in blobs:
+            assert p.grad is not None and p.grad.dtype == torch.float32 and torch.isfinite(p.grad).all(), n
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_every_custom_function_trains_under_autocast(dtype):
     torch.manual_seed(0)

@@ -53,8 +53,8 @@ def test_missing_file_unwritable_output_and_usage_errors(tmp_path):
     src = os.path.join(GOLDEN, "v1_input_dim.input.prototxt")
     line = _one_error_line(_run([src, str(tmp_path / "no_dir" / "o.prototxt")]))
     assert "no_dir/o.prototxt: cannot write" in line
-    assert "required: OUT" in _one_error_line(_run([src]))
-    assert "unrecognized arguments: --bogus" in _one_error_line(_run(["--bogus", src, "o"]))
+    assert "missing argument OUT" in _one_error_line(_run([src]))
+    assert "unknown flag '--bogus'" in _one_error_line(_run(["--bogus", src, "o"]))
     line = _one_error_line(_run([str(tmp_path / "x.prototxt"), "o"], module="recaffe.tools.upgrade_solver_proto_text"),
                            "upgrade_solver_proto_text")
     assert "x.prototxt: cannot read" in line
@@ -111,7 +111,54 @@ def test_gflags_booleans(argv, value):
 
 
 def test_flag_usage_errors_are_recaffe_errors():
-    with pytest.raises(UsageError, match="--lenient expects true or false"):
+    with pytest.raises(UsageError, match="-lenient expects true or false, got 'maybe'"):
         _parser().parse_args(["--lenient=maybe"])
-    with pytest.raises(UsageError, match="argument --iterations: invalid int value"):
+    with pytest.raises(UsageError, match="-iterations: invalid int32 value 'many'"):
         _parser().parse_args(["-iterations=many"])
+
+
+def test_positionals_double_dash_and_negative_values():
+    p = FlagParser("t")
+    p.add_flag("gpu", "")
+    p.add_flag("quiet", False, bool)
+    p.add_argument("a")
+    p.add_argument("b", nargs="?")
+    p.add_argument("rest", nargs="*")
+    a = p.parse_args(["x", "-gpu", "-1", "--", "-quiet", "z"])          # -1 is -gpu's value; after -- all positional
+    assert (a.gpu, a.quiet, a.a, a.b, a.rest) == ("-1", False, "x", "-quiet", ["z"])
+    a = p.parse_args(["-no-quiet", "x"])
+    assert (a.quiet, a.a, a.b, a.rest) == (False, "x", None, [])
+    with pytest.raises(UsageError, match="missing argument A"):
+        p.parse_args(["-quiet"])
+    with pytest.raises(UsageError, match="flag -noquiet takes no value"):
+        p.parse_args(["-noquiet=1", "x"])
+    with pytest.raises(UsageError, match="flag -gpu is missing its value"):
+        p.parse_args(["x", "-gpu"])
+    q = FlagParser("t")
+    q.add_argument("out")
+    q.add_argument("logs", nargs="+")
+    assert vars(q.parse_args(["o", "l1", "l2"]))["logs"] == ["l1", "l2"]
+    with pytest.raises(UsageError, match="missing argument LOGS"):
+        q.parse_args(["o"])
+    one = FlagParser("t")
+    one.add_argument("x")
+    with pytest.raises(UsageError, match="unexpected argument 'y'"):
+        one.parse_args(["x", "y"])
+
+
+def test_not_interspersed_stops_at_the_first_positional():
+    p = FlagParser("t", interspersed=False)
+    p.add_flag("v", False, bool)
+    p.add_argument("script")
+    p.add_argument("args", nargs="*")
+    a = p.parse_args(["-v", "s.py", "-v", "--x=1"])
+    assert (a.v, a.script, a.args) == (True, "s.py", ["-v", "--x=1"])
+
+
+def test_help_exits_0_with_gflags_entries(capsys):
+    with pytest.raises(SystemExit) as e:
+        _parser().parse_args(["-h"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0
+    assert "\n    -iterations () type: int32 default: 50\n" in out and '\n    -solver () type: string default: ""\n' in out
+    assert "\n    -lenient () type: bool default: false\n" in out

@@ -247,10 +247,10 @@ def test_encoded_datum_decodes_like_raw():
         assert np.array_equal(ours, datum_to_array(parse_datum(raw[k])))   # our decoding == Caffe's
 
 
-CAFFE_READY = os.path.exists("/opt/caffe-oracle/.ready")
+from locations import CAFFE_RUN, oracle_skip_reason  # noqa: E402
 
 
-@pytest.mark.skipif(not CAFFE_READY, reason="needs the real Caffe oracle (/work/shared/oracle/caffe-run)")
+@pytest.mark.skipif(oracle_skip_reason() is not None, reason=str(oracle_skip_reason()))
 def test_caffe_reads_ours(tmp_path):
     """Real Caffe's Data layer and compute_image_mean read what our tools wrote."""
     folder = tmp_path / "ours"
@@ -260,7 +260,7 @@ def test_caffe_reads_ours(tmp_path):
     from recaffe.netspec.data.meanfile import write_mean
     mean, _ = compute_image_mean(str(folder / "lmdb"), workers=1)
     write_mean(mean, str(folder / "mean.binaryproto"))
-    subprocess.run(["/work/shared/oracle/caffe-run", "python3", "tests/oracle/make_data_goldens.py", "--check-ours",
+    subprocess.run([CAFFE_RUN, "python3", "tests/oracle/make_data_goldens.py", "--check-ours",
                     str(folder)], cwd=ROOT, check=True, capture_output=True)
     seen = np.load(folder / "caffe_read.npz")
     imgs = [datum_to_array(parse_datum(v)) for _, v in records(os.path.join(GOLDEN, "lmdb_raw"))]

@@ -47,7 +47,7 @@ def test_plan_with_two_mocked_gpus(two_gpus):
     assert str(launch.plan("").device) == "cpu" and str(launch.plan("-1").device) == "cpu"
     first = launch.plan("0,1", single=True)                                    # test / time: first id
     assert not first.spawn and str(first.device) == "cuda:0"
-    from recaffe.solver.cli import select_device
+    from recaffe.tools.verbs import select_device
     assert str(select_device("all")) == "cuda:0"
     with pytest.raises(SolverError, match=r"device 2 does not exist \(2 CUDA device\(s\): 0..1\)"):
         launch.plan("0,2")
@@ -101,19 +101,19 @@ def test_spawned_ranks_give_the_iter_size_2_caffemodel(tmp_path):
     dist = h.write_solver(tmp_path, db, iter_size=1, name="dist")
     rc, err = h.run_one(ref)
     assert rc == 0, err
-    p = _py("from recaffe.solver import launch, cli\n"
-            f"flags = dict(cli.FLAGS, solver={dist!r})\n"
-            "raise SystemExit(launch.spawn(2, 'recaffe.solver.cli:train', flags))")
+    p = _py("from recaffe.solver import launch\nfrom recaffe.tools import caffe, verbs\n"
+            f"flags = caffe.parse(['-solver=' + {dist!r}], verb='train')[1]\n"
+            "raise SystemExit(launch.spawn(2, verbs.SPAWN_TARGET, flags))")
     assert p.returncode == 0, p.stderr[-3000:]
     assert "2 processes (backend gloo), effective batch = 16 x 1 x 2 = 32" in p.stderr
     assert h.read(tmp_path / "dist" / "snap_iter_12.caffemodel") == h.read(tmp_path / "ref" / "snap_iter_12.caffemodel")
 
 
 def test_a_failing_spawned_process_gives_one_line(tmp_path):
-    p = _py("from recaffe.solver import launch, cli\n"
+    p = _py("from recaffe.solver import launch\nfrom recaffe.tools import caffe, verbs\n"
             "from recaffe.protos.errors import RecaffeError\n"
-            f"flags = dict(cli.FLAGS, solver={str(tmp_path / 'missing.prototxt')!r})\n"
-            "try:\n    launch.spawn(2, 'recaffe.solver.cli:train', flags)\n"
+            f"flags = caffe.parse(['-solver=' + {str(tmp_path / 'missing.prototxt')!r}], verb='train')[1]\n"
+            "try:\n    launch.spawn(2, verbs.SPAWN_TARGET, flags)\n"
             "except RecaffeError as e:\n    print('ERR', e)\n")
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("ERR process ") and "exited with status 2; the others were stopped" in p.stdout

@@ -55,7 +55,7 @@ def test_script_argv_path_and_exit_status(tmp_path):
     assert r.stdout.strip() == "['a', '--b'] True 42 __main__"
 
 
-@pytest.mark.parametrize("args,msg", [((), "no script given"), (("/nonexistent.py",), "no such script"),
+@pytest.mark.parametrize("args,msg", [((), "missing argument SCRIPT"), (("/nonexistent.py",), "no such script"),
                                       (("--bogus", "x.py"), "unknown flag")])
 def test_tool_errors_are_one_line(args, msg):
     r = run_tool(*args)

@@ -111,7 +111,7 @@ def test_flatten_inserts_axis_when_end_precedes_axis():
 def layer_from(text, shapes, phase="TEST"):
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(text, lp)
-    return layer_class(lp.type, lp.name)(lp, shapes, phase)
+    return layer_class(lp.type, lp.name)(lp, shapes, phase).apply_fillers()
 
 
 BAD = [

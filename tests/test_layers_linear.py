@@ -40,7 +40,7 @@ def test_embed_accumulates_repeated_rows():
 def build(text, shapes, phase="TEST"):
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(text, lp)
-    return layer_class(lp.type, lp.name)(lp, shapes, phase)
+    return layer_class(lp.type, lp.name)(lp, shapes, phase).apply_fillers()
 
 
 def test_default_fillers_follow_caffe():

@@ -84,7 +84,7 @@ def test_accuracy_ties_rule():
 def _build(text, shapes):
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(text, lp)
-    return layer_class(lp.type, lp.name)(lp, shapes)
+    return layer_class(lp.type, lp.name)(lp, shapes).apply_fillers()
 
 
 def test_softmax_prob_top_matches_caffe_softmax():

@@ -83,7 +83,7 @@ def test_prelu_filler_matches_caffe(case_id):
     case = load_case(case_id)
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(str(case["layer"]), lp)
-    layer = layer_class(lp.type)(lp, [case["bottom_0"].shape])
+    layer = layer_class(lp.type)(lp, [case["bottom_0"].shape]).apply_fillers()
     np.testing.assert_array_equal(layer.blobs[0].detach().numpy(), case["param_0"])
 
 
@@ -127,7 +127,7 @@ def test_dropout_test_phase_is_identity_object():
 def layer_from(text, shapes, phase="TEST"):
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(text, lp)
-    return layer_class(lp.type, lp.name)(lp, shapes, phase)
+    return layer_class(lp.type, lp.name)(lp, shapes, phase).apply_fillers()
 
 
 def test_forward_leaves_bottom_untouched():

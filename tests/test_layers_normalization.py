@@ -59,7 +59,7 @@ def test_moving_average_over_passes():
 def build(text, shapes, phase="TEST"):
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(text, lp)
-    return layer_class(lp.type, lp.name)(lp, shapes, phase)
+    return layer_class(lp.type, lp.name)(lp, shapes, phase).apply_fillers()
 
 
 def test_batchnorm_forces_lr_mult_zero():

@@ -38,7 +38,7 @@ def test_state_carries_between_passes(kind):
     case = load_case(f"rnn_{kind}_carry")
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(str(case["layer"]), lp)
-    layer = layer_class(lp.type)(lp, [case["x1"].shape, case["cont"].shape])
+    layer = layer_class(lp.type)(lp, [case["x1"].shape, case["cont"].shape]).apply_fillers()
     with torch.no_grad():
         for i, p in enumerate(layer.blobs):
             p.copy_(torch.from_numpy(case[f"param_{i}"]))
@@ -70,7 +70,7 @@ def test_recurrent_errors():
         layer_class("LSTM")(lp, [(3, 2, 4), (3, 1)])
     with pytest.raises(NetError, match="at least 3 axes"):
         layer_class("LSTM")(lp, [(3, 2), (3, 2)])
-    layer = layer_class("LSTM")(lp, [(3, 2, 4), (3, 2)])
+    layer = layer_class("LSTM")(lp, [(3, 2, 4), (3, 2)]).apply_fillers()
     with pytest.raises(NetError, match="number of timesteps is fixed"):
         layer(torch.zeros(4, 2, 4), torch.ones(4, 2))
     lp0 = _lp('name: "r" type: "RNN" bottom: "x" bottom: "c" top: "y"')
@@ -87,5 +87,5 @@ def test_recurrent_errors():
 def test_fillers_from_recurrent_param():
     lp = _lp('name: "r" type: "RNN" bottom: "x" bottom: "c" top: "y" recurrent_param { num_output: 2 '
              'weight_filler { type: "constant" value: 0.5 } bias_filler { type: "constant" value: -1 } }')
-    layer = layer_class("RNN")(lp, [(3, 2, 4), (3, 2)])
+    layer = layer_class("RNN")(lp, [(3, 2, 4), (3, 2)]).apply_fillers()
     assert [float(b.detach().mean()) for b in layer.blobs] == [0.5, -1.0, 0.5, 0.5, -1.0]

@@ -64,7 +64,7 @@ def test_max_pool_mask_is_first_max_in_row_major_order():
 def build(text, shapes, phase="TEST"):
     lp = caffe_pb2.LayerParameter()
     text_format.Merge(text, lp)
-    return layer_class(lp.type, lp.name)(lp, shapes, phase)
+    return layer_class(lp.type, lp.name)(lp, shapes, phase).apply_fillers()
 
 
 def stochastic_reference(x, k, s):
@@ -157,7 +157,7 @@ def test_bad_input_names_the_layer(text, shapes, what):
 def test_gemm_convolution_passes_equal_the_convolution(xs, ws, stride, pad, dil, plan):
     """The GEMM passes (1x1 forward / data gradient, strided too, and the unfold weight gradient) give
     torch's convolution and its gradients (float64 gradcheck; every subset of inputs needing grad)."""
-    from recaffe.netspec.net.layers.vision import _ConvMM
+    from recaffe.netspec.net.kernels.conv import _ConvMM
     torch.manual_seed(0)
     x, w, b = (torch.randn(s, dtype=torch.float64) for s in (xs, ws, ws[:1]))
     f = lambda x, w, b: _ConvMM.apply(x, w, b, stride, pad, dil, plan)  # noqa: E731
@@ -176,14 +176,25 @@ def test_gemm_convolution_passes_equal_the_convolution(xs, ws, stride, pad, dil,
 
 def test_gemm_plan_choice():
     """Which passes leave oneDNN: 1x1 by reduction width and stride, larger kernels only for the weight
-    gradient of a few output positions; groups and other dtypes never."""
-    from recaffe.netspec.net.layers.vision import _mm_plan
+    gradient of a few output positions; groups and other dtypes never (conv_plan: only what autograd
+    records, CPU float32)."""
+    from recaffe.netspec.net.kernels.conv import conv_plan, gemm_passes
     from recaffe.netspec import Net
 
     def plan(conv, shape, dtype=torch.float32):
         net = Net(f'input: "x" input_shape {{ {" ".join(f"dim: {d}" for d in shape)} }} '
                   f'layer {{ name: "c" type: "Convolution" bottom: "x" top: "y" convolution_param {{ {conv} }} }}')
-        return _mm_plan(net.layers[-1], torch.zeros(shape, dtype=dtype))
+        lay = net.layers[-1]
+        g, x = lay.geo, torch.zeros(shape, dtype=dtype, requires_grad=True)
+        w = lay.blobs[0].detach().to(dtype)
+        passes = gemm_passes(x, w, g.stride, g.pad, g.dilation, lay.group)
+        chosen = conv_plan(x, w, g.stride, g.pad, g.dilation, lay.group)
+        assert (chosen is None) == (passes is None or dtype != torch.float32)
+        if chosen is not None:
+            assert chosen.keywords["passes"] == passes
+        with torch.no_grad():
+            assert conv_plan(x, w, g.stride, g.pad, g.dilation, lay.group) is None
+        return passes if dtype == torch.float32 else chosen
     assert plan("num_output: 256 kernel_size: 1", (1, 64, 8, 8)) == (True, False, True)
     assert plan("num_output: 64 kernel_size: 1", (1, 256, 8, 8)) == (False, True, True)
     assert plan("num_output: 512 kernel_size: 1 stride: 2", (1, 256, 8, 8)) == (True, True, True)

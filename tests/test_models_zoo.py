@@ -4,11 +4,10 @@ tools/emit_zoo.py) against the published files.
 Nets and solvers are compared as Caffe reads them: our message is printed (to_prototxt) and re-read, the
 published file is read, both with protos.io.read_net / read_solver, and the messages must be equal
 (NetParameter/SolverParameter equality: same fields set, same values; floats are float32 on both sides).
-Where read_net does not yet turn the legacy `input`/`input_dim` fields into an Input layer, `_as_caffe_reads`
-does it on both sides as Caffe's UpgradeNetInput does (layer "input", one top per input), so the result does
-not depend on that. The three V1-format files (jimgoo AlexNet train_val/deploy, fish145 VGG16 train_val) are
+read_net turns the legacy `input`/`input_dim` fields into an Input layer as Caffe's UpgradeNetInput does
+(protos/upgrade.py; layer "input", one top per input), on both sides alike. The three V1-format files (jimgoo AlexNet train_val/deploy, fish145 VGG16 train_val) are
 compared with their upgrade by real Caffe (tests/golden/zoo/, tests/oracle/make_zoo_goldens.py).
-Published files come from /work/shared/corpus; without it those comparisons are skipped (said so).
+Published files come from the corpus (tests/locations.py); without it those comparisons are skipped (said so).
 
 Quirks of published files reproduced through generator arguments (nothing is left unmatched): unnamed nets
 (places365, SqueezeNet), data paths/batch sizes/ImageData lists, jimgoo's swapped train/test lists and
@@ -29,7 +28,7 @@ from recaffe.tools import emit_zoo
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden", "zoo")
-CORPUS = "/work/shared/corpus"
+from locations import CORPUS, corpus_skip_reason
 
 
 @functools.lru_cache(maxsize=None)
@@ -37,37 +36,17 @@ def zoo():
     return emit_zoo.zoo_files()
 
 
-def _as_caffe_reads(net):
-    """`net` with legacy input fields moved into an Input layer named "input" (upgrade_proto.cpp,
-    UpgradeNetInput); unchanged when it has none."""
-    if not net.input:
-        return net
-    layer = caffe_pb2.LayerParameter(name="input", type="Input")
-    for i, top in enumerate(net.input):
-        layer.top.append(top)
-        shape = layer.input_param.shape.add()
-        if net.input_shape:
-            shape.CopyFrom(net.input_shape[i])
-        else:
-            shape.dim.extend(net.input_dim[4 * i:4 * i + 4])
-    out = caffe_pb2.NetParameter()
-    out.CopyFrom(net)
-    del out.input[:], out.input_dim[:], out.input_shape[:], out.layer[:]
-    out.layer.extend([layer] + list(net.layer))
-    return out
-
-
 def _reference(rel):
     if rel.startswith("golden:"):
         return os.path.join(GOLDEN, rel[len("golden:"):])
-    if not os.path.isdir(CORPUS):
-        pytest.skip(f"published corpus {CORPUS} not available on this machine")
+    if corpus_skip_reason():
+        pytest.skip(corpus_skip_reason())
     return os.path.join(CORPUS, rel)
 
 
 def assert_same_net(ours, rel):
-    mine = _as_caffe_reads(io.read_net(to_prototxt(ours)))
-    theirs = _as_caffe_reads(io.read_net(_reference(rel)))
+    mine = io.read_net(to_prototxt(ours))
+    theirs = io.read_net(_reference(rel))
     assert not theirs.layers, f"{rel} read as a V1 net; compare with its Caffe-upgraded golden instead"
     if mine == theirs:
         return
@@ -217,7 +196,7 @@ def test_finetune_errors():
 def test_deploy_input_shape_style():
     net = deploy("x", [2, 3, 8, 8], lambda n: setattr(n, "prob", L.Softmax(n.data)), input_style="shape")
     assert list(net.input) == ["data"] and list(net.input_shape[0].dim) == [2, 3, 8, 8]
-    assert [l.type for l in _as_caffe_reads(net).layer] == ["Input", "Softmax"]
+    assert [l.type for l in io.read_net(net).layer] == ["Input", "Softmax"]
 
 
 # ---------------------------------------------------------------- two-stage recipe

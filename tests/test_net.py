@@ -373,7 +373,7 @@ def test_fused_batchnorm_scale_follows_blob_changes():
             'layer { name: "bn" type: "BatchNorm" bottom: "x" top: "x" batch_norm_param { use_global_stats: true } }\n'
             'layer { name: "sc" type: "Scale" bottom: "x" top: "x" scale_param { bias_term: true } }')
     net = Net(text)
-    assert net._steps[1].fuse
+    assert net.fusion.bn_scale == {1}
     x = torch.randn(2, 3, 2, 2)
     with torch.no_grad():
         for p, v in zip(net.params["bn"], ([1.0, 2.0, 3.0], [2.0, 4.0, 8.0], [2.0])):

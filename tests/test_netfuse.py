@@ -1,4 +1,4 @@
-"""Fused inference chains (netspec/netfuse.py: Convolution [+ BatchNorm + Scale] [+ ReLU], InnerProduct
+"""Fused inference chains (netspec/net/fuse.py: Convolution [+ BatchNorm + Scale] [+ ReLU], InnerProduct
 [+ ReLU] as one oneDNN call): the values are the unfused layers' (closed forms in float64 here; the
 whole-net tests check the same paths against Caffe's goldens), the chains run only where no gradient
 is wanted, follow in-place weight changes, and leave every blob as the unfused net leaves it."""
@@ -61,7 +61,7 @@ def _close(a, b):
 
 def test_conv_batchnorm_scale_relu_and_fc_relu_run_fused(monkeypatch):
     net = _net(IN + CONV + BN + RELU + FC)
-    assert [s.chain for s in net._steps] == [0, 4, 0, 0, 0, 2, 0]
+    assert net.fusion.chains == {1: 4, 5: 2}
     calls = _count_chains(monkeypatch)
     x = torch.randn(2, 3, 7, 7)
     with torch.no_grad():
@@ -83,7 +83,7 @@ def test_conv_batchnorm_scale_relu_and_fc_relu_run_fused(monkeypatch):
 def test_cached_weights_follow_in_place_changes(kernel):
     net = _net(IN + CONV.replace("kernel_size: 3 pad: 1", f"kernel_size: {kernel} pad: {(kernel - 1) // 2}")
                + BN + RELU)
-    assert net._steps[1].chain == 4
+    assert net.fusion.chains[1] == 4
     x = torch.randn(2, 3, 7, 7)
     with torch.no_grad():
         net(x=x)
@@ -121,7 +121,7 @@ def test_frozen_weights_run_fused_under_grad_mode(monkeypatch):
 def test_chains_need_in_place_tops_and_respect_partial_forward(monkeypatch):
     text = IN + CONV + 'layer { name: "relu" type: "ReLU" bottom: "c" top: "r" }\n'
     net = _net(text)
-    assert net._steps[1].chain == 1             # a ReLU writing another blob is not fused
+    assert net.fusion.chains[1] == 1             # a ReLU writing another blob is not fused
     with torch.no_grad():
         net(x=torch.randn(2, 3, 7, 7))
     assert (net.blobs["c"] < 0).any()           # the convolution's own top keeps its negative values

@@ -130,3 +130,54 @@ def test_command_line(tmp_path):
     assert lines[-1].startswith("export_onnx: error: net 'tiny': layer 'loss' (SoftmaxWithLoss) cannot be exported")
     p = _tool(f"-model={model}", "-batch=zero")
     assert p.returncode == 2 and "expected a positive integer or 'dynamic'" in p.stderr
+
+
+SSD_HEAD = """name: "ssd_head"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 2 dim: 3 dim: 12 dim: 12 } } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param { num_output: 4 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "norm" type: "Normalize" bottom: "conv" top: "norm"
+  norm_param { across_spatial: false channel_shared: false scale_filler { type: "constant" value: 20 } } }
+layer { name: "loc" type: "Convolution" bottom: "norm" top: "loc"
+  convolution_param { num_output: 16 kernel_size: 3 pad: 1 weight_filler { type: "gaussian" std: 0.1 } } }
+layer { name: "loc_perm" type: "Permute" bottom: "loc" top: "loc_perm" permute_param { order: 0 order: 2 order: 3 order: 1 } }
+layer { name: "loc_flat" type: "Flatten" bottom: "loc_perm" top: "loc_flat" flatten_param { axis: 1 } }
+layer { name: "prior" type: "PriorBox" bottom: "norm" bottom: "data" top: "prior"
+  prior_box_param { min_size: 4 max_size: 8 aspect_ratio: 2 variance: 0.1 variance: 0.1 variance: 0.2 variance: 0.2 step: 1 } }
+"""
+
+
+def test_ssd_fork_layers_export(tmp_path):
+    """SSD's Normalize, Permute and PriorBox are plain torch ops: a dynamic-batch model matches the net
+    at batch 1 and 3 (PriorBox's top is a constant of the feature-map size)."""
+    model = tmp_path / "ssd_head.prototxt"
+    model.write_text(SSD_HEAD)
+    net = Net(str(model))
+    export_onnx(net, tmp_path / "ssd.onnx", batch="dynamic", check=False, optimize=False)
+    for batch in (1, 3):
+        assert compare(net, tmp_path / "ssd.onnx", batch, tolerance=1e-5) < 1e-5
+
+
+FORK_REFUSE = {
+    "ROIPooling": ('layer { name: "rois" type: "Input" top: "rois" input_param { shape { dim: 3 dim: 5 } } }\n'
+                   'layer { name: "roi" type: "ROIPooling" bottom: "conv" bottom: "rois" top: "roi" '
+                   'roi_pooling_param { pooled_h: 2 pooled_w: 2 spatial_scale: 1 } }',
+                   "layer 'roi' (ROIPooling) cannot be exported to ONNX: its bins depend on the ROI values"),
+    "DetectionOutput": ('layer { name: "conf" type: "Input" top: "conf" input_param { shape { dim: 2 dim: 1152 } } }\n'
+                        'layer { name: "det" type: "DetectionOutput" bottom: "loc_flat" bottom: "conf" bottom: "prior" '
+                        'top: "det" detection_output_param { num_classes: 2 nms_param { nms_threshold: 0.45 } } }',
+                        "layer 'det' (DetectionOutput) cannot be exported to ONNX: its non-maximum suppression "
+                        "runs in numpy"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FORK_REFUSE))
+def test_fork_layers_with_host_code_are_refused_in_one_line(tmp_path, case):
+    extra, msg = FORK_REFUSE[case]
+    model = tmp_path / "fork.prototxt"
+    model.write_text(SSD_HEAD + extra + "\n")
+    net = Net(str(model) if case == "DetectionOutput" else tiny_deploy(tmp_path, extra))
+    with pytest.raises(ExportError) as e:
+        export_onnx(net, tmp_path / "x.onnx")
+    assert str(e.value).startswith(f"net '{net.name}': {msg}") and "\n" not in str(e.value)
+    assert not (tmp_path / "x.onnx").exists()

@@ -189,18 +189,18 @@ def test_bad_ceil_mode_value_is_an_error():
 
 
 def test_unknown_fields_error_or_dropped_when_lenient():
-    text = ('layer { name: "p" type: "PriorBox" bottom: "x" top: "y"\n'
-            '  prior_box_param { min_size: 30 aspect_ratio: 2 }\n}\n'
+    text = ('layer { name: "p" type: "MarginInnerProduct" bottom: "x" top: "y"\n'
+            '  margin_inner_product_param { num_output: 10 type: QUADRUPLE }\n}\n'
             'layer { name: "l" type: "SoftmaxWithLoss" loss_param { normalization: PRE_FIXED ignore_label: 3 } }\n')
-    with pytest.raises(ProtoError, match=r"^<string>:2:3: unknown field 'prior_box_param' in caffe\.LayerParameter"):
+    with pytest.raises(ProtoError, match=r"^<string>:2:3: unknown field 'margin_inner_product_param' in caffe\.LayerParameter"):
         io.read_net(text)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         net = io.read_net(text, lenient=True)
     msgs = [str(w.message) for w in caught if issubclass(w.category, ProtoWarning)]
-    assert any(re.match(r"<string>:2:3: dropped unknown field 'prior_box_param'", m) for m in msgs), msgs
+    assert any(re.match(r"<string>:2:3: dropped unknown field 'margin_inner_product_param'", m) for m in msgs), msgs
     assert any(re.match(r"<string>:4:\d+: dropped field 'normalization' with unknown enum value", m) for m in msgs)
-    assert [lp.type for lp in net.layer] == ["PriorBox", "SoftmaxWithLoss"]
+    assert [lp.type for lp in net.layer] == ["MarginInnerProduct", "SoftmaxWithLoss"]
     assert not net.layer[1].loss_param.HasField("normalization") and net.layer[1].loss_param.ignore_label == 3
 
 

@@ -1,4 +1,4 @@
-"""The caffe-style command line (solver/cli.py, tools/caffe.py, tools/train.py, test.py, time.py): log
+"""The caffe-style command line (tools/caffe.py, tools/verbs.py, tools/train.py, test.py, time.py): log
 format, train/test/time verbs, and bad input -> one line on stderr, exit status 2, nothing written."""
 import os
 import re
@@ -134,7 +134,7 @@ def test_subprocess_exit_status(tmp_path):
 
 def test_gpu_request_without_cuda_falls_back_with_a_note():
     import torch
-    from recaffe.solver.cli import select_device
+    from recaffe.tools.verbs import select_device
     from recaffe.protos import caffe_pb2
     with capture() as lines:
         dev = select_device("0")

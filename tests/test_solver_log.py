@@ -72,8 +72,7 @@ def test_plot_training_log_writes_png(logs):
         (tmp / name).write_text("\n".join(lines) + "\n")
     out = tmp / "curve.png"
     with pytest.raises(SystemExit) as e:
-        from recaffe.solver.cli import run
-        run(lambda: _t_plot_training_log.main([str(out), str(tmp / "ours.log"), str(tmp / "caffe.log")]))
+        _t_plot_training_log.cli([str(out), str(tmp / "ours.log"), str(tmp / "caffe.log")])
     assert e.value.code in (0, None)
     data = out.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10000

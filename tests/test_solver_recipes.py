@@ -14,12 +14,12 @@ from recaffe.solver.netsetup import read_solver_param
 from recaffe.solver.solver import Solver
 from test_solver_helpers import one_thread
 
-CORPUS = "/work/shared/corpus"
+from locations import CORPUS, corpus_skip_reason
 SOLVERS = sorted(glob.glob(os.path.join(CORPUS, "*", "*solver*.prototxt")))
 BVLC = os.path.join(CORPUS, "BVLC__caffe")
 
 
-@pytest.mark.skipif(not SOLVERS, reason="corpus not present")
+@pytest.mark.skipif(not SOLVERS, reason=str(corpus_skip_reason()))
 @pytest.mark.parametrize("path", SOLVERS, ids=lambda p: "/".join(p.split("/")[-2:]))
 def test_corpus_solver_loads(path):
     p, _ = read_solver_param(path)
@@ -61,7 +61,7 @@ def _train(root, solver_file, iters, monkeypatch):
     return s, np.array(losses)
 
 
-@pytest.mark.skipif(not os.path.isdir(BVLC), reason="corpus not present")
+@pytest.mark.skipif(not os.path.isdir(BVLC), reason=str(corpus_skip_reason()))
 def test_lenet_recipe_loss_falls(tmp_path, monkeypatch):
     root = _recipe_root(tmp_path, "mnist", ["lenet_solver.prototxt", "lenet_train_test.prototxt"],
                         ["mnist_train_lmdb", "mnist_test_lmdb"], (1, 28, 28))
@@ -71,7 +71,7 @@ def test_lenet_recipe_loss_falls(tmp_path, monkeypatch):
     assert losses[:5].mean() > 2.0 and losses[-5:].mean() < 0.5 * losses[:5].mean(), losses
 
 
-@pytest.mark.skipif(not os.path.isdir(BVLC), reason="corpus not present")
+@pytest.mark.skipif(not os.path.isdir(BVLC), reason=str(corpus_skip_reason()))
 def test_cifar10_quick_recipe_loss_falls(tmp_path, monkeypatch):
     root = _recipe_root(tmp_path, "cifar10", ["cifar10_quick_solver.prototxt", "cifar10_quick_train_test.prototxt"],
                         ["cifar10_train_lmdb", "cifar10_test_lmdb"], (3, 32, 32), mean_file="mean.binaryproto")

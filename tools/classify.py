@@ -146,9 +146,9 @@ def main(argv=None):
     return classify(images, flags)
 
 
-def cli():
-    """Console entry point (setup.py): one-line errors, exit status 2."""
-    run(main)
+def cli(argv=None):
+    """Entry point (tools/classify, console script): through the error boundary (tools/_cli.py)."""
+    return run(main, "classify", argv)
 
 
 if __name__ == "__main__":

@@ -1,26 +1,22 @@
-"""compute_image_mean: the mean image of an LMDB of Datums (Caffe's tools/compute_image_mean.cpp).
+"""compute_image_mean: the mean image of an LMDB or LevelDB of Datums (Caffe's tools/compute_image_mean.cpp).
 
     python -m recaffe.tools.compute_image_mean [--backend lmdb] [--npy FILE.npy] INPUT_DB [OUTPUT_FILE]
 
 Writes a BlobProto (num 1, C, H, W) to OUTPUT_FILE (a name ending in .npy writes a numpy array of
 shape (C, H, W) instead), optionally also --npy, and prints ``mean_value channel [c]: v`` per channel.
 """
-import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from recaffe.netspec.data.convert import compute_image_mean  # noqa: E402
-from recaffe.netspec.data.meanfile import write_mean  # noqa: E402
-from recaffe.tools._cli import FlagParser, run  # noqa: E402
+from recaffe.netspec.data.convert import compute_image_mean
+from recaffe.netspec.data.meanfile import write_mean
+from recaffe.tools._cli import FlagParser, run
 
 
 def parser():
-    p = FlagParser(prog="compute_image_mean", description="Compute the mean image of an LMDB of Datums.")
-    p.add_flag("backend", "lmdb", str, "database backend (lmdb)")
+    p = FlagParser(prog="compute_image_mean", description="Compute the mean image of an LMDB or LevelDB of Datums.")
+    p.add_flag("backend", "lmdb", str, "database backend: lmdb or leveldb (the database is read as what it is)")
     p.add_flag("npy", "", str, "also write the mean as a (C, H, W) .npy file")
     p.add_flag("workers", None, int, "decoding threads for encoded datums (default: min(4, cores))")
     p.add_argument("input_db", metavar="INPUT_DB")
@@ -45,9 +41,9 @@ def main(argv=None):
     return 0
 
 
-def cli():
-    """Console entry point (setup.py): one-line errors, exit status 2."""
-    run(main, "compute_image_mean")
+def cli(argv=None):
+    """Entry point (tools/compute_image_mean, console script): through the error boundary (tools/_cli.py)."""
+    return run(main, "compute_image_mean", argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""convert_imageset: image list -> LMDB of Caffe Datums (Caffe's tools/convert_imageset.cpp).
+"""convert_imageset: image list -> LMDB (or LevelDB) of Caffe Datums (Caffe's tools/convert_imageset.cpp).
 
     python -m recaffe.tools.convert_imageset [flags] ROOTFOLDER/ LISTFILE DB_NAME
 
@@ -8,23 +8,20 @@ unreadable images and malformed lines instead of stopping), --workers N (decodin
 --seed N (for --shuffle), --quiet (no progress bar). Images are decoded, resized (INTER_LINEAR) and
 encoded by OpenCV as in Caffe, so the datums are Caffe's byte for byte (--exact_resize, which chose
 that when resizing was approximate, is still accepted and changes nothing). The database is built
-next to DB_NAME and renamed into place when complete.
+next to DB_NAME and renamed into place when complete. --backend leveldb needs plyvel (the leveldb
+extra).
 """
-import os
 import sys
 
-if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from recaffe.netspec.data.convert import convert_imageset, tune_malloc  # noqa: E402
-from recaffe.tools._cli import FlagParser, run  # noqa: E402
+from recaffe.netspec.data.convert import convert_imageset, tune_malloc
+from recaffe.tools._cli import FlagParser, run
 
 
 def parser():
-    p = FlagParser(prog="convert_imageset", description="Convert a set of images to an LMDB of Datums.")
+    p = FlagParser(prog="convert_imageset", description="Convert a set of images to an LMDB or LevelDB of Datums.")
     p.add_flag("gray", False, bool, "read images as grey (1 channel)")
     p.add_flag("shuffle", False, bool, "shuffle the list before writing")
-    p.add_flag("backend", "lmdb", str, "database backend (lmdb)")
+    p.add_flag("backend", "lmdb", str, "database backend: lmdb or leveldb")
     p.add_flag("resize_width", 0, int, "resize images to this width (with --resize_height)")
     p.add_flag("resize_height", 0, int, "resize images to this height (with --resize_width)")
     p.add_flag("check_size", False, bool, "check that all datums have the same size")
@@ -58,9 +55,9 @@ def main(argv=None):
     return 0
 
 
-def cli():
-    """Console entry point (setup.py): one-line errors, exit status 2."""
-    run(main, "convert_imageset")
+def cli(argv=None):
+    """Entry point (tools/convert_imageset, console script): through the error boundary (tools/_cli.py)."""
+    return run(main, "convert_imageset", argv)
 
 
 if __name__ == "__main__":

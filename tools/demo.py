@@ -1,6 +1,6 @@
 """The recaffe demo: BVLC's fine-tuning recipe end to end, with no downloads, on two CPU cores.
 
-    python -m recaffe.tools.demo [--out demo_out] [--quick]
+    tools/demo [--out demo_out] [--quick]          (or recaffe-demo, python -m recaffe.tools.demo)
 
 1. generates a seeded image set for a 10-class source task and a related 5-class target task (PNG files
    and `path label` list files),
@@ -12,7 +12,6 @@
 5. prints a table of test accuracies, writes the curves as a PNG, saves the weights as .caffemodel and
    .pth, and classifies one image with tools/classify.
 """
-import argparse
 import os
 import subprocess
 import sys
@@ -30,10 +29,12 @@ def _say(msg):
 
 def _tool(name, *args):
     """Run one of our command-line tools as a user would; stop the demo on failure."""
-    cmd = [sys.executable, "-m", f"tools.{name}", *map(str, args)]
+    cmd = [sys.executable, "-m", f"recaffe.tools.{name}", *map(str, args)]
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if r.returncode != 0:
-        raise SystemExit(f"demo: {' '.join(cmd[2:])} failed:\n{r.stderr.strip()}")
+        from recaffe.protos.errors import RecaffeError
+        last = (r.stderr.strip().splitlines() or ["(no message)"])[-1]
+        raise RecaffeError(f"{' '.join(cmd[2:])} failed (exit status {r.returncode}): {last}")
     return r.stdout + r.stderr
 
 
@@ -130,9 +131,10 @@ def _plot(regimes, source, path):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", default=os.path.join(REPO, "demo_out"), help="output folder (default: demo_out/)")
-    ap.add_argument("--quick", action="store_true", help="fewer images and iterations (for tests)")
+    from recaffe.tools._cli import FlagParser
+    ap = FlagParser("demo", __doc__.split("\n")[0])
+    ap.add_flag("out", os.path.join(REPO, "demo_out"), str, "output folder")
+    ap.add_flag("quick", False, bool, "fewer images and iterations (for tests)")
     args = ap.parse_args(argv)
     import logging
     quiet = logging.getLogger("recaffe")   # the solvers' Caffe-format log lines: not in the demo's output
@@ -236,5 +238,11 @@ def _run(args):
     return 0
 
 
+def cli(argv=None):
+    """Entry point (tools/demo, recaffe-demo): through the error boundary (tools/_cli.py)."""
+    from recaffe.tools._cli import run
+    return run(main, "demo", argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -13,7 +13,6 @@ from recaffe.protos.errors import NetError
 from recaffe.tools._cli import FlagParser, run
 
 
-
 def parse(argv):
     p = FlagParser(prog="deploy_from_train_val", description="a deploy prototxt from a train_val prototxt")
     p.add_argument("train_val")
@@ -47,9 +46,9 @@ def main(argv=None):
     return 0
 
 
-def cli():
-    """Console entry point (setup.py): one-line errors, exit status 2."""
-    run(main)
+def cli(argv=None):
+    """Entry point (tools/deploy_from_train_val, console script): through the error boundary (tools/_cli.py)."""
+    return run(main, "deploy_from_train_val", argv)
 
 
 if __name__ == "__main__":

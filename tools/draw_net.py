@@ -12,7 +12,6 @@ from recaffe.protos.errors import NetError
 from recaffe.tools._cli import FlagParser, run
 
 
-
 def parse(argv):
     p = FlagParser(prog="draw_net", description="draw a net as Graphviz DOT, PNG, SVG or PDF")
     p.add_argument("input_net_proto_file")
@@ -40,9 +39,9 @@ def main(argv=None):
     return 0
 
 
-def cli():
-    """Console entry point (setup.py): one-line errors, exit status 2."""
-    run(main)
+def cli(argv=None):
+    """Entry point (tools/draw_net, console script): through the error boundary (tools/_cli.py)."""
+    return run(main, "draw_net", argv)
 
 
 if __name__ == "__main__":

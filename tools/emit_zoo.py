@@ -1,4 +1,4 @@
-"""Regenerate models/zoo/ from the generators: `python -m recaffe.tools.emit_zoo [--check]`.
+"""Regenerate models/zoo/ from the generators: `tools/emit_zoo [--check]` (or `python -m recaffe.tools.emit_zoo`).
 
 models/zoo/<folder>/ holds, for each zoo net, the published files as the generators emit them (pycaffe's
 text layout, shortest float32 spellings):
@@ -15,12 +15,11 @@ and the fine-tuning recipes of models.recipes:
 tests/test_models_zoo.py fails when a file here differs from what `zoo_files()` generates now.
 With --check nothing is written: the stale, missing and extra files are listed and the exit status is 1.
 """
-import argparse
 import os
-import sys
 
 from recaffe.models import alexnet, googlenet, recipes, resnet, squeezenet, vgg
 from recaffe.netspec.spec import to_prototxt, write
+from recaffe.tools._cli import FlagParser, run
 
 ZOO_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "zoo")
 
@@ -78,9 +77,9 @@ def check(zoo_dir=ZOO_DIR):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="Regenerate models/zoo from the generators.")
-    ap.add_argument("--check", action="store_true", help="only report stale, missing and extra files")
-    ap.add_argument("--zoo-dir", default=ZOO_DIR)
+    ap = FlagParser("emit_zoo", "regenerate models/zoo from the generators")
+    ap.add_flag("check", False, bool, "only report stale, missing and extra files (exit status 1 if any)")
+    ap.add_flag("zoo-dir", ZOO_DIR, str, "the folder to write or check")
     args = ap.parse_args(argv)
     if args.check:
         stale, missing, extra = check(args.zoo_dir)
@@ -97,5 +96,10 @@ def main(argv=None):
     return 0
 
 
+def cli(argv=None):
+    """Entry point (tools/emit_zoo): through the error boundary (tools/_cli.py)."""
+    return run(main, "emit_zoo", argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -1,7 +1,7 @@
 """``recaffe-export-onnx``: a deploy prototxt + weights as an ONNX model, checked against onnxruntime.
 
-    recaffe-export-onnx -model deploy.prototxt -weights w.caffemodel out.onnx [-batch N|dynamic] [-opset K]
-    python -m recaffe.tools.export_onnx ...
+    tools/export_onnx -model deploy.prototxt -weights w.caffemodel out.onnx [-batch N|dynamic] [-opset K]
+    recaffe-export-onnx ...; python -m recaffe.tools.export_onnx ...
 
 Input and output names are the net's blob names (e.g. ``data`` -> ``prob``). ``-batch dynamic`` gives
 a symbolic batch axis; ``-batch N`` fixes it (default: the prototxt's). After writing, onnxruntime runs
@@ -46,8 +46,9 @@ def main(argv=None):
     return 0
 
 
-def cli():
-    run(main, "export_onnx")
+def cli(argv=None):
+    """Entry point (tools/export_onnx, console script): through the error boundary (tools/_cli.py)."""
+    return run(main, "export_onnx", argv)
 
 
 if __name__ == "__main__":

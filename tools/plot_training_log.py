@@ -1,13 +1,13 @@
 """Plot a Caffe-format training log (ours or Caffe's) to a PNG: training loss, test outputs (accuracy,
 loss) and the learning rate against iterations (matplotlib, Agg backend).
 
-    python -m recaffe.tools.plot_training_log OUT.png train.log [other.log ...]
+    tools/plot_training_log OUT.png train.log [other.log ...]     (or python -m recaffe.tools.plot_training_log)
 
 Log lines are read with solver/logparse.py (tools/extra/parse_log.py's rules)."""
 import os
-import sys
 
 from recaffe.protos.errors import RecaffeError
+from recaffe.tools._cli import FlagParser, run
 
 
 def plot(out, logs):
@@ -47,17 +47,19 @@ def plot(out, logs):
 
 
 def main(argv=None):
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) < 2 or not args[0].endswith(".png"):
-        raise RecaffeError("usage: plot_training_log OUT.png LOG [LOG ...]")
-    plot(args[0], args[1:])
+    p = FlagParser("plot_training_log", "plot Caffe-format training logs (loss, test outputs, lr) to a PNG")
+    p.add_argument("out", metavar="OUT.png", help="the PNG to write")
+    p.add_argument("logs", nargs="+", metavar="LOG", help="training logs (ours or Caffe's)")
+    a = p.parse_args(argv)
+    if not a.out.endswith(".png"):
+        p.error(f"OUT.png must end in .png, got '{a.out}'")
+    plot(a.out, a.logs)
     return 0
 
 
-def cli():
-    """Console entry point (setup.py): one-line errors, exit status 2."""
-    from recaffe.solver.cli import run
-    run(main)
+def cli(argv=None):
+    """Entry point (tools/plot_training_log, console script): through the error boundary (tools/_cli.py)."""
+    return run(main, "plot_training_log", argv)
 
 
 if __name__ == "__main__":

@@ -8,15 +8,11 @@ format, as Caffe's tools/upgrade_net_proto_text.cpp does (rules: protos/upgrade.
 Exit status: 0 done (also when the file was already current), 1 upgraded with warnings (Caffe's "not
 fully compatible"), 2 bad input (one line on stderr; --debug shows the traceback).
 """
-import os
 import pathlib
 import sys
 import warnings
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from recaffe.tools._cli import FlagParser, run  # noqa: E402
+from recaffe.tools._cli import FlagParser, run
 
 
 def main(argv=None):
@@ -42,9 +38,9 @@ def main(argv=None):
     return 1 if partial else 0
 
 
-def cli():
-    """Console entry point (setup.py): one-line errors, exit status 2."""
-    run(main, "upgrade_net_proto_text")
+def cli(argv=None):
+    """Entry point (tools/upgrade_net_proto_text, console script): through the error boundary (tools/_cli.py)."""
+    return run(main, "upgrade_net_proto_text", argv)
 
 
 if __name__ == "__main__":

@@ -6,14 +6,10 @@ given inline (net_param, train_net_param, test_net_param) are upgraded too.
 
 Exit status: 0 done, 2 bad input (one line on stderr; --debug shows the traceback).
 """
-import os
 import pathlib
 import sys
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from recaffe.tools._cli import FlagParser, run  # noqa: E402
+from recaffe.tools._cli import FlagParser, run
 
 
 def main(argv=None):
@@ -28,9 +24,9 @@ def main(argv=None):
     return 0
 
 
-def cli():
-    """Console entry point (setup.py): one-line errors, exit status 2."""
-    run(main, "upgrade_solver_proto_text")
+def cli(argv=None):
+    """Entry point (tools/upgrade_solver_proto_text, console script): through the error boundary (tools/_cli.py)."""
+    return run(main, "upgrade_solver_proto_text", argv)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ import numpy as np
 from recaffe.protos.errors import DataError
 from .datum import decode_value, encoded_datum_parts, join_parts, parse_datum, parts_size, put_parts, raw_datum_parts
 from .image import COLOR, GRAY, check_image_header, cv2, encode_hwc, hwc_to_chw, read_file, read_image_hwc
-from .lmdb_io import LEVELDB_HINT, LMDBReader, LMDBWriter
+from .leveldb_io import LevelDBWriter
+from .lmdb_io import LMDBWriter
+from .sources import open_reader
 from .sources import read_list
 
 
@@ -202,11 +204,12 @@ def _term_as_interrupt():
 def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize_height=0, resize_width=0,
                      check_size=False, encoded=False, encode_type="", backend="lmdb", skip_bad=False,
                      workers=None, seed=None, progress=True, log=sys.stderr):
-    """Write the LMDB; returns a summary dict (written, skipped, bad lines, seconds)."""
-    if backend.lower() == "leveldb":
-        raise DataError(f"--backend leveldb: {LEVELDB_HINT}")
-    if backend.lower() != "lmdb":
-        raise DataError(f"--backend {backend!r}: valid backends: lmdb")
+    """Write the LMDB (or LevelDB); returns a summary dict (written, skipped, bad lines, seconds)."""
+    if backend.lower() not in ("lmdb", "leveldb"):
+        raise DataError(f"--backend {backend!r}: valid backends: lmdb, leveldb")
+    leveldb = backend.lower() == "leveldb"
+    if leveldb:
+        LevelDBWriter.check_available()
     t0 = time.time()
     entries, bad = read_list(list_file, skip_bad=True)
     if bad and not skip_bad:
@@ -238,7 +241,8 @@ def convert_imageset(root, list_file, db_name, gray=False, shuffle=False, resize
                        for k, v, line, info in map(job, enumerate(entries)))
         # small transactions: a commit writes its pages while the workers keep filling their slots
         # (every 1000, as Caffe, stalls them: measured ~10% slower on 256x256 raw datums)
-        with LMDBWriter(db_name, commit_every=128) as db:
+        # LevelDB: a write batch every 1000 records, as Caffe's convert_imageset
+        with (LevelDBWriter(db_name) if leveldb else LMDBWriter(db_name, commit_every=128)) as db:
             for done, (key, value, line, info) in enumerate(results, 1):
                 if value is None:
                     if not skip_bad:
@@ -278,9 +282,9 @@ def compute_image_mean(db_name, workers=None, backend="lmdb"):
     are exact, so integer sums give Caffe's float32 sum bit for bit: uint8 datums are summed in
     uint16 blocks of 257 (257 * 255 < 2**16; the cheapest numpy add) folded into uint32. Otherwise
     the sum is accumulated in float32, one datum at a time in Caffe's order."""
-    if backend.lower() == "leveldb":
-        raise DataError(f"--backend leveldb: {LEVELDB_HINT}")
-    reader = LMDBReader(db_name)
+    if backend.lower() not in ("lmdb", "leveldb"):
+        raise DataError(f"--backend {backend!r}: valid backends: lmdb, leveldb")
+    reader = open_reader(db_name)     # the database as it is, whichever --backend says
     workers = min(4, os.cpu_count() or 1) if workers is None else int(workers)
     first = parse_datum(reader.get(0), f"{db_name}: key {reader.keys[0].decode(errors='replace')!r}")
     pool = None

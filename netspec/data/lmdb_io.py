@@ -19,17 +19,13 @@ import lmdb
 
 from recaffe.protos.errors import DataError
 
-LEVELDB_HINT = ("LevelDB is not supported by recaffe; convert the database to LMDB "
-                "(e.g. convert_imageset --backend lmdb) and set data_param { backend: LMDB }")
-
-
 def check_lmdb_path(path):
     if not os.path.exists(path):
         raise DataError(f"{path}: LMDB database does not exist")
     if os.path.isdir(path):
         if not os.path.exists(os.path.join(path, "data.mdb")):
             if os.path.exists(os.path.join(path, "CURRENT")):
-                raise DataError(f"{path}: this is a LevelDB database. {LEVELDB_HINT}")
+                raise DataError(f"{path}: this is a LevelDB database, not an LMDB (use --backend leveldb)")
             raise DataError(f"{path}: not an LMDB database (no data.mdb in the directory)")
 
 
@@ -121,10 +117,12 @@ class LMDBReader:
         self._env = None
 
 
-class LMDBWriter:
-    """Context manager writing ``put(key, value)`` pairs into a new LMDB at ``path``, atomically."""
+class StagedDatabase:
+    """What the LMDB and LevelDB writers share: the database is written into a hidden folder beside
+    ``path`` and renamed to ``path`` on commit (a reader never sees half a database; an error or an
+    interrupt removes the folder); used as a context manager (commit on success, abort on error)."""
 
-    def __init__(self, path, commit_every=1000, map_size=1 << 40):
+    def _stage(self, path):
         self.path = os.path.abspath(str(path))
         if os.path.exists(self.path):
             raise DataError(f"{self.path}: already exists; remove it or choose another DB_NAME")
@@ -132,6 +130,30 @@ class LMDBWriter:
         if not os.path.isdir(parent):
             raise DataError(f"{self.path}: parent directory {parent} does not exist")
         self.tmp = tempfile.mkdtemp(prefix="." + os.path.basename(self.path) + ".tmp-", dir=parent)
+
+    def _publish(self):
+        os.chmod(self.tmp, 0o755)
+        os.rename(self.tmp, self.path)
+
+    def _discard(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+        return False
+
+
+class LMDBWriter(StagedDatabase):
+    """Context manager writing ``put(key, value)`` pairs into a new LMDB at ``path``, atomically."""
+
+    def __init__(self, path, commit_every=1000, map_size=1 << 40):
+        self._stage(path)
         self.env = lmdb.open(self.tmp, map_size=map_size, subdir=True, meminit=False, sync=False)
         self.commit_every = commit_every
         self.count = 0
@@ -155,22 +177,11 @@ class LMDBWriter:
             os.unlink(os.path.join(self.tmp, "lock.mdb"))
         except OSError:
             pass
-        os.chmod(self.tmp, 0o755)
-        os.rename(self.tmp, self.path)
+        self._publish()
 
     def abort(self):
         if self.txn is not None:
             self.txn.abort()
             self.txn = None
         self.env.close()
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-        return False
+        self._discard()

@@ -186,6 +186,8 @@ class Feeder:
         backend = backend or os.environ.get("RECAFFE_DATA_BACKEND") or ("thread" if cpu else "process")
         if backend not in ("thread", "process"):
             raise DataError(f"RECAFFE_DATA_BACKEND={backend!r}; valid: thread, process")
+        if not getattr(maker.source, "process_safe", True):   # a LevelDB: one process may open it
+            backend = "thread"
         maker.finish_here = cpu   # a CPU consumer: finish straight from the crop views (no stacked copy)
         if workers == 0:
             self._it = None

@@ -1,4 +1,5 @@
-"""Record sources of the data layers: an LMDB of Datums (Data layer) and an image list (ImageData).
+"""Record sources of the data layers: an LMDB or LevelDB of Datums (Data layer) and an image list
+(ImageData).
 
 Both are picklable and cheap to send to loader workers; ``load(i)`` returns record i as
 ``(C x H x W array, label)``. The list file format is Caffe's (src/caffe/layers/image_data_layer.cpp,
@@ -12,6 +13,7 @@ import contextlib
 from recaffe.protos.errors import DataError
 from .datum import decode_value
 from .image import COLOR, GRAY, read_image
+from .leveldb_io import LevelDBReader, is_leveldb
 from .lmdb_io import LMDBReader
 
 
@@ -53,12 +55,20 @@ def read_list(list_file, skip_bad=False):
     return (entries, bad) if skip_bad else entries
 
 
+def open_reader(path):
+    """A reader of the LMDB or LevelDB at ``path``, whichever it is (Caffe opens the one
+    data_param.backend names; recaffe reads what is there)."""
+    return LevelDBReader(path) if is_leveldb(str(path)) else LMDBReader(path)
+
+
 class LMDBSource:
-    """Datums of an LMDB in key order; encoded datums are decoded with ``color_mode``."""
+    """Datums of an LMDB or a LevelDB (open_reader) in key order; encoded datums are decoded with
+    ``color_mode``. ``process_safe``: whether forked workers may read it (a LevelDB: no)."""
 
     def __init__(self, path, color_mode=None):
-        self.reader = LMDBReader(path)
+        self.reader = open_reader(path)
         self.color_mode = color_mode
+        self.process_safe = getattr(self.reader, "process_safe", True)
 
     def __len__(self):
         return len(self.reader)

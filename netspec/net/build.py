@@ -1,15 +1,22 @@
 """NetParameter-level steps of Caffe's Net::Init, before any layer is built (src/caffe/net.cpp,
-src/caffe/util/insert_splits.cpp):
+src/caffe/util/insert_splits.cpp). Legacy nets (V0/V1, input/input_dim/input_shape...) arrive upgraded by
+protos.io.read_net (protos/upgrade.py), the one upgrade path:
 
 * ``make_state``: the NetState of a net built for a phase/level/stages (Net(file, phase, level, stages)
   overwrites phase and level and appends the stages to the file's own state),
 * ``state_meets_rule`` / ``filter_net``: include/exclude selection (Net::StateMeetsRule, Net::FilterNet),
-* ``upgrade_input_fields``: the deprecated top-level ``input``/``input_dim``/``input_shape`` become an
-  ``Input`` layer named "input" placed first (util/upgrade_proto.cpp UpgradeNetInput),
-* ``insert_splits``: Split layers after every blob instance read more than once (InsertSplits).
+* ``insert_splits``: Split layers after every blob instance read more than once (InsertSplits),
+* ``build_schedule``: the layers built in file order and the forward schedule, one public ``Step``
+  per layer (Net::Init's per-layer loop: AppendTop/AppendBottom, loss weights, the backward analysis).
 """
+import collections
+import dataclasses
+
 from recaffe.protos import caffe_pb2
 from recaffe.protos.errors import NetError
+
+#: the top name of a loss layer given no top (Caffe's AutoTopBlobs)
+AUTO_TOP = "(automatic)"
 
 PHASES = {"TRAIN": caffe_pb2.TRAIN, "TEST": caffe_pb2.TEST}
 
@@ -74,35 +81,6 @@ def filter_net(net_param, state):
     return out
 
 
-def upgrade_input_fields(net_param):
-    """Move deprecated top-level input fields into an Input layer named "input" (in place)."""
-    if not net_param.input:
-        return net_param
-    names = list(net_param.input)
-    if net_param.input_shape:
-        if len(net_param.input_shape) != len(names):
-            raise NetError(f"net has {len(names)} input(s) but {len(net_param.input_shape)} input_shape(s)")
-        shapes = [list(s.dim) for s in net_param.input_shape]
-    elif net_param.input_dim:
-        if len(net_param.input_dim) != 4 * len(names):
-            raise NetError(f"net has {len(names)} input(s): needs {4 * len(names)} input_dim values, "
-                           f"got {len(net_param.input_dim)}")
-        dims = list(net_param.input_dim)
-        shapes = [dims[4 * i:4 * i + 4] for i in range(len(names))]
-    else:
-        raise NetError("net lists 'input' blobs without input_shape or input_dim")
-    lp = caffe_pb2.LayerParameter(name="input", type="Input", top=names)
-    for s in shapes:
-        lp.input_param.shape.add().dim.extend(s)
-    rest = [caffe_pb2.LayerParameter.FromString(x.SerializeToString()) for x in net_param.layer]
-    del net_param.layer[:]
-    net_param.layer.extend([lp] + rest)
-    net_param.ClearField("input")
-    net_param.ClearField("input_shape")
-    net_param.ClearField("input_dim")
-    return net_param
-
-
 def split_layer_name(layer_name, blob_name, top_index):
     return f"{blob_name}_{layer_name}_{top_index}_split"
 
@@ -161,4 +139,130 @@ def insert_splits(net_param):
                 split.loss_weight.extend([0.0] * (n - 1))
                 next_split[(i, j)] = 1
             out.layer.add().CopyFrom(split)
+    return out
+
+
+@dataclasses.dataclass(eq=False)
+class Step:
+    """One layer of the forward schedule (Caffe's per-layer vectors in Net: layers_, bottom_vecs_,
+    top_vecs_, bottom_need_backward_, the loss weights). Built once by build_schedule; ``layer`` and
+    ``key`` change only when the Net sets the layer up again for new bottom shapes (Reshape)."""
+    index: int
+    name: str
+    type: str
+    layer: object = dataclasses.field(repr=False)
+    bottoms: list
+    tops: list
+    #: (top index, weight) for every top with a non-zero loss weight
+    loss: tuple = ()
+    #: bottom indices with ``propagate_down: false`` (detached before the call)
+    detach: tuple = ()
+    #: top indices j written in place over bottom j (the same blob name)
+    in_place: tuple = ()
+    #: a data layer without bottoms (its tops may be fed); feeds: an Input layer (they must be)
+    source: bool = False
+    feeds: bool = False
+    #: none of its tops reaches a loss (Net::Init's backward analysis): runs without autograd
+    grad_free: bool = False
+    #: the bottom shapes the layer is set up for (None: it copes with any shapes itself)
+    key: tuple = None
+    #: the layer set up for each bottom-shape key seen so far
+    variants: dict = dataclasses.field(default_factory=dict, repr=False)
+
+
+@dataclasses.dataclass
+class Schedule:
+    """What build_schedule returns: the steps and the blob bookkeeping of Net::Init."""
+    steps: list
+    blob_shapes: collections.OrderedDict    # blob name -> shape, in creation order
+    outputs: list                           # tops no layer consumes, std::set order (Caffe's net outputs)
+    inputs: list                            # the tops of Input layers
+    blob_loss_weights: dict                 # top -> non-zero loss weight
+    saved_params: list                      # the LayerParameter each layer holds (Net::ToProto)
+
+
+def build_schedule(net_param, phase, class_for, force_backward=False):
+    """Build the layers of a filtered, split-inserted NetParameter in file order and their Steps.
+    ``phase``: the net's phase value (layers without their own get it); ``class_for(lp)``: the layer
+    class for a LayerParameter. Checks propagate_down and loss_weight counts, top shapes and top
+    sources as Net::Init does."""
+    shapes = collections.OrderedDict()
+    available = set()                    # Caffe's available_blobs (for net outputs)
+    steps, inputs, loss_weights, saved = [], [], {}, []
+    for lp in net_param.layer:
+        lp = _copy(lp)
+        if not lp.HasField("phase"):
+            lp.phase = phase
+        cls = class_for(lp)
+        where = f"layer '{lp.name}' ({lp.type})"
+        if lp.propagate_down and len(lp.propagate_down) != len(lp.bottom):
+            raise NetError(f"{where}: propagate_down needs one entry per bottom ({len(lp.bottom)}), got "
+                           f"{len(lp.propagate_down)}")
+        build_lp = lp
+        if not lp.top and getattr(cls, "is_loss", False):   # Caffe's AutoTopBlobs for loss layers
+            build_lp = _copy(lp)
+            build_lp.top.append(AUTO_TOP)
+        layer = cls(build_lp, [shapes[b] for b in lp.bottom], phase_name(lp.phase))
+        layer.apply_fillers()    # right after the layer is built: Caffe's random stream order
+        tops = list(build_lp.top)
+        if len(layer.top_shapes) != len(tops):
+            raise NetError(f"{where}: computed {len(layer.top_shapes)} top shape(s) for {len(tops)} top(s)")
+        weights = list(lp.loss_weight)
+        if not weights and getattr(layer, "is_loss", False):
+            weights = [1.0]
+            lp.loss_weight.append(1.0)
+        if weights and len(weights) != len(tops):
+            raise NetError(f"{where}: loss_weight must be given once per top ({len(tops)}), got {len(weights)}")
+        for b in lp.bottom:
+            available.discard(b)
+        in_place = []
+        for j, t in enumerate(tops):
+            if j < len(lp.bottom) and lp.bottom[j] == t:
+                in_place.append(j)
+            if t == AUTO_TOP:
+                continue
+            if t in shapes and j not in in_place:
+                raise NetError(f"{where}: top blob '{t}' produced by multiple sources")
+            if j in in_place and tuple(layer.top_shapes[j]) != tuple(shapes[t]):
+                raise NetError(f"{where}: in-place top '{t}' has shape {tuple(layer.top_shapes[j])}, bottom has "
+                               f"{tuple(shapes[t])}")
+            shapes[t] = tuple(layer.top_shapes[j])
+            available.add(t)
+        loss = tuple((j, float(w)) for j, w in enumerate(weights) if w != 0)
+        loss_weights.update((tops[j], w) for j, w in loss if tops[j] != AUTO_TOP)
+        if getattr(layer, "feeds_inputs", False):
+            inputs.extend(tops)
+        saved.append(lp)
+        steps.append(_step(len(steps), lp, layer, tops, loss, in_place))
+    mark_grad_free(steps, force_backward)
+    return Schedule(steps, shapes, sorted(available), inputs, loss_weights, saved)
+
+
+def _step(index, lp, layer, tops, loss, in_place):
+    bottoms = list(lp.bottom)
+    source = not bottoms and getattr(layer, "is_data", False)
+    dynamic = getattr(layer, "dynamic_shapes", False) or not bottoms
+    key = None if dynamic else tuple(tuple(b) for b in layer.bottom_shapes)
+    return Step(index, lp.name, lp.type, layer, bottoms, tops, loss=loss,
+                detach=tuple(i for i, p in enumerate(lp.propagate_down) if not p), in_place=tuple(in_place),
+                source=source, feeds=source and getattr(layer, "feeds_inputs", False), key=key,
+                variants={key: layer})
+
+
+def mark_grad_free(steps, force_backward):
+    """Caffe's backward analysis (Net::Init): a layer none of whose tops reaches a loss does no
+    backward. When the net has a loss, such layers (Accuracy, extra outputs) run without autograd.
+    A net without loss keeps autograd everywhere, so it can be used as an ordinary module."""
+    has_loss = any(s.loss for s in steps)
+    under_loss = set()
+    for s in reversed(steps):
+        contributes = bool(s.loss) or any(t in under_loss for t in s.tops)
+        s.grad_free = has_loss and not contributes and not force_backward
+        if contributes:
+            under_loss.update(b for i, b in enumerate(s.bottoms) if i not in s.detach)
+
+
+def _copy(lp):
+    out = caffe_pb2.LayerParameter()
+    out.CopyFrom(lp)
     return out

@@ -6,13 +6,16 @@
 
 The ONNX graph's inputs and outputs carry the net's blob names (``net.inputs``, ``net.outputs``).
 The export traces plain torch ops: the CPU fast paths (oneDNN chains and linear, GEMM convolutions,
-per-sample LRN passes, data_ptr-keyed caches) step aside (netspec.net.fastswitch), the per-shape layer
+per-sample LRN passes, data_ptr-keyed caches) step aside (netspec.net.kernels), the per-shape layer
 variants are not consulted (so the batch may be symbolic: ``batch="dynamic"``), and it runs under
 ``no_grad`` (the custom autograd Functions are not traced). Only torch.export's (dynamo) exporter is
 used: the legacy TorchScript tracer silently writes a graph without inputs for these nets.
 
 Nets that cannot be exported are refused with one line: Python layers (numpy code), data layers other
-than Input (they read files), TRAIN-phase nets, losses, Accuracy and HDF5Output (not inference).
+than Input (they read files), TRAIN-phase nets, losses, Accuracy and HDF5Output (not inference), and
+the fork layers DetectionOutput (SSD: numpy NMS) and ROIPooling (R-CNN: data-dependent bins). The other
+fork layers (Normalize, Permute, PriorBox, Interp, BN, Upsample, Axpy, ConvolutionDepthwise,
+ShuffleChannel) are plain torch ops and export like BVLC's.
 ``onnx``, ``onnxscript`` and ``onnxruntime`` are an optional extra: ``pip install recaffe[onnx]``.
 """
 import contextlib
@@ -22,14 +25,18 @@ import numpy as np
 import torch
 
 from recaffe.protos.errors import RecaffeError
-from . import fastswitch
+from . import kernels
 
 
 class ExportError(RecaffeError):
     """The net cannot be exported to ONNX, or the exported model does not reproduce it."""
 
 
-_NOT_INFERENCE = {"Accuracy": "a metric", "HDF5Output": "it writes files", "Python": "it runs numpy code"}
+_NOT_INFERENCE = {"Accuracy": "a metric", "HDF5Output": "it writes files", "Python": "it runs numpy code",
+                  # fork layers whose work is host code that a graph cannot hold
+                  "DetectionOutput": "its non-maximum suppression runs in numpy (export the net up to its "
+                                     "bottoms and run the detection step outside ONNX)",
+                  "ROIPooling": "its bins depend on the ROI values (data-dependent loops)"}
 
 
 def check_exportable(net):
@@ -66,12 +73,12 @@ class _Positional(torch.nn.Module):
 def traceable(net):
     """Plain torch ops, no per-shape layer variants (any batch), no gradient: what export and compile
     trace."""
-    steps = list(getattr(net, "_steps", []))
+    steps = list(net.steps)
     keys = [s.key for s in steps]
     try:
         for s in steps:
             s.key = None
-        with fastswitch.disabled(), torch.no_grad():
+        with kernels.disabled(), torch.no_grad():
             yield
     finally:
         for s, k in zip(steps, keys):

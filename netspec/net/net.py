@@ -5,10 +5,13 @@
     out = net(data=images)            # dict of output blobs (tops no layer consumes)
     net.blobs["pool5"], net.params["conv1"][0], net.loss, net.backward()
 
-Build: include/exclude filtering, implicit Split layers and the blob bookkeeping are done on the
-NetParameter (netspec.netbuild); then each layer class from the registry is built from its
-LayerParameter and bottom shapes, in file order, inside an ``nn.ModuleList``. Parameter wiring
-(ParamSpec sharing, lr_mult/decay_mult, requires_grad) is in netspec.netparams.
+Build (build.py): include/exclude filtering and implicit Split layers on the NetParameter, then
+each layer class from the registry is built from its LayerParameter and bottom shapes, in file
+order, and described by a public ``Step`` (``net.steps``: name, type, bottoms, tops, loss weights,
+propagate_down, in-place tops, grad-free). ``net.fusion`` (fuse.py) is the plan of the steps that run
+as one fused call. ``forward`` is Caffe's ForwardFromTo over that schedule; every CPU fast path sits
+behind netspec.net.kernels' one switch (``net.fast_inference = False`` turns it off for this net).
+Parameter wiring (ParamSpec sharing, lr_mult/decay_mult, requires_grad) is in params.py.
 
 State dict: keys are ``"<layer name>.<blob index>"`` (as in a .caffemodel), through state-dict hooks,
 so ``net.state_dict()`` / ``net.load_state_dict()`` and ``torch.save(net.state_dict())`` speak Caffe's
@@ -23,22 +26,19 @@ from torch import nn
 from recaffe.protos import caffe_pb2
 from recaffe.protos.errors import NetError
 from recaffe.protos.io import read_net
-from . import build as netbuild, fuse as netfuse, params as netparams
+from . import build as netbuild, fuse as netfuse, kernels, params as netparams
+from .build import AUTO_TOP, Step  # noqa: F401  (AUTO_TOP and Step are part of this module's API)
 from .layers import layer_class
 from .layers.base import Layer
-
-AUTO_TOP = "(automatic)"
-#: layer types whose forward copes with new bottom shapes by itself (user Python layers reshape in forward)
-_DYNAMIC_TYPES = {"Python"}
 
 
 class _ImplicitSplit(Layer):
     """The Split layer InsertSplits adds: every top is the bottom (autograd sums the gradients)."""
     dynamic_shapes = True
+    param_field = ""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        self.top_shapes = [self.bottom_shapes[0]] * len(lp.top)
+    def setup(self, p):
+        self.top_shapes = [self.bottom_shapes[0]] * len(self.lp.top)
 
     def forward(self, x):
         return [x] * len(self.lp.top)
@@ -48,10 +48,7 @@ class Net(nn.Module):
     def __init__(self, source, phase="TEST", weights=None, stages=(), level=0, lenient=False):
         super().__init__()
         param = caffe_pb2.NetParameter()
-        param.CopyFrom(read_net(source, lenient=lenient))
-        if len(param.layers):
-            raise NetError(f"net '{param.name}': V1 'layers' entries must be upgraded first (protos.io.read_net)")
-        netbuild.upgrade_input_fields(param)
+        param.CopyFrom(read_net(source, lenient=lenient))   # upgraded: V2 layers, inputs as an Input layer
         self.state = netbuild.make_state(param, phase, level, stages)
         self.phase = netbuild.phase_name(self.state.phase)
         self.name = param.name
@@ -68,10 +65,10 @@ class Net(nn.Module):
         #: the tensors fed to the Input tops in the last forward (with force_backward: leaves that
         #: require grad, so ``net.input_blobs[name].grad`` is Caffe's input diff after backward)
         self.input_blobs = {}
-        #: run BatchNorm(global stats) + in-place Scale pairs as one batch_norm call (netspec.netfuse)
+        #: run the fused calls of ``net.fusion`` (BatchNorm(global stats) + Scale pairs, inference chains)
         self.fuse_bn_scale = True
-        #: run Convolution/InnerProduct [+ BatchNorm + Scale] [+ ReLU] in-place chains as one oneDNN call
-        #: with cached reordered weights when no gradient is wanted (netspec.netfuse.plan_chains)
+        #: False: this net's forward runs with every CPU fast path off (inside kernels.disabled()): no
+        #: fused oneDNN chains, GEMM convolutions, LRN/pooling/InnerProduct kernels; plain torch ops
         self.fast_inference = True
         #: when True, forward calls retain_grad() on every blob that requires grad (diffs for inspection)
         self.retain_blob_grads = False
@@ -82,160 +79,105 @@ class Net(nn.Module):
 
     # -- construction ------------------------------------------------------------------------------
     def _build(self):
-        shapes = collections.OrderedDict()   # blob name -> shape (creation order)
-        available = set()                    # Caffe's available_blobs (for net outputs)
-        self.layer_names, self.layer_types, self._steps = [], [], []
-        self.inputs, self.blob_loss_weights = [], {}
-        self.saved_params = []               # the LayerParameter as the layer holds it (Net::ToProto)
-        for lp in self.net_param.layer:
-            lp = _copy(lp)
-            if not lp.HasField("phase"):
-                lp.phase = self.state.phase
-            lphase = netbuild.phase_name(lp.phase)
-            if lp.type == "Split" and lp.name in self._inserted_splits:
-                cls = _ImplicitSplit
-            else:
-                cls = layer_class(lp.type, lp.name)
-            if lp.propagate_down and len(lp.propagate_down) != len(lp.bottom):
-                raise NetError(f"layer '{lp.name}' ({lp.type}): propagate_down needs one entry per bottom "
-                               f"({len(lp.bottom)}), got {len(lp.propagate_down)}")
-            build_lp = lp
-            if not lp.top and getattr(cls, "is_loss", False):   # Caffe's AutoTopBlobs for loss layers
-                build_lp = _copy(lp)
-                build_lp.top.append(AUTO_TOP)
-            layer = cls(build_lp, [shapes[b] for b in lp.bottom], lphase)
-            tops = list(build_lp.top)
-            if len(layer.top_shapes) != len(tops):
-                raise NetError(f"layer '{lp.name}' ({lp.type}): computed {len(layer.top_shapes)} top shape(s) "
-                               f"for {len(tops)} top(s)")
-            weights = list(lp.loss_weight)
-            if not weights and getattr(layer, "is_loss", False):
-                weights = [1.0]
-                lp.loss_weight.append(1.0)
-            if weights and len(weights) != len(tops):
-                raise NetError(f"layer '{lp.name}' ({lp.type}): loss_weight must be given once per top "
-                               f"({len(tops)}), got {len(weights)}")
-            for b in lp.bottom:
-                available.discard(b)
-            for j, t in enumerate(tops):
-                in_place = j < len(lp.bottom) and lp.bottom[j] == t
-                if t == AUTO_TOP:
-                    continue
-                if t in shapes and not in_place:
-                    raise NetError(f"layer '{lp.name}' ({lp.type}): top blob '{t}' produced by multiple sources")
-                if in_place and tuple(layer.top_shapes[j]) != tuple(shapes[t]):
-                    raise NetError(f"layer '{lp.name}' ({lp.type}): in-place top '{t}' has shape "
-                                   f"{tuple(layer.top_shapes[j])}, bottom has {tuple(shapes[t])}")
-                shapes[t] = tuple(layer.top_shapes[j])
-                available.add(t)
-            loss = [(j, float(w)) for j, w in enumerate(weights) if w != 0]
-            for j, w in loss:
-                if tops[j] != AUTO_TOP:
-                    self.blob_loss_weights[tops[j]] = w
-            if getattr(layer, "feeds_inputs", False):
-                self.inputs.extend(tops)
-            detach = [i for i, p in enumerate(lp.propagate_down) if not p]
-            self.layers.append(layer)
-            self.layer_names.append(lp.name)
-            self.layer_types.append(lp.type)
-            self.saved_params.append(lp)
-            self._steps.append(_Step(layer, list(lp.bottom), tops, loss, detach))
-        self.blob_shapes = shapes
-        self.blob_names = list(shapes)
-        self.outputs = sorted(available)     # std::set order, as Caffe's net outputs
-        self._mark_grad_free_layers()
-        netfuse.plan(self)
-        netfuse.plan_chains(self)
-        netfuse.plan_inplace_relu(self)
+        splits = self._inserted_splits
+        sched = netbuild.build_schedule(
+            self.net_param, self.state.phase, force_backward=self.force_backward,
+            class_for=lambda lp: _ImplicitSplit if lp.name in splits else layer_class(lp.type, lp.name))
+        #: the forward schedule: one public build.Step per layer, in file order
+        self.steps = sched.steps
+        self.layers.extend(s.layer for s in self.steps)
+        self.layer_names = [s.name for s in self.steps]
+        self.layer_types = [s.type for s in self.steps]
+        self.saved_params = sched.saved_params     # the LayerParameter as the layer holds it (Net::ToProto)
+        self.inputs, self.blob_loss_weights = sched.inputs, sched.blob_loss_weights
+        self.blob_shapes = sched.blob_shapes
+        self.blob_names = list(self.blob_shapes)
+        self.outputs = sched.outputs
+        #: which steps run as one fused call (fuse.FusionPlan)
+        self.fusion = netfuse.FusionPlan(self.steps)
         self._index = {n: i for i, n in reversed(list(enumerate(self.layer_names)))}
-
-    def _mark_grad_free_layers(self):
-        """Caffe's backward analysis (Net::Init): a layer none of whose tops reaches a loss does no
-        backward. When the net has a loss, such layers (Accuracy, extra outputs) run without autograd.
-        A net without loss keeps autograd everywhere, so it can be used as an ordinary module."""
-        has_loss = any(s.loss for s in self._steps)
-        under_loss = set()
-        for s in reversed(self._steps):
-            contributes = bool(s.loss) or any(t in under_loss for t in s.tops)
-            s.grad_free = has_loss and not contributes and not self.force_backward
-            if contributes:
-                under_loss.update(b for i, b in enumerate(s.bottoms) if i not in s.detach)
 
     # -- running -----------------------------------------------------------------------------------
     def forward(self, start=None, end=None, **inputs):
-        """Run layers start..end (layer names, inclusive; default all). Keyword arguments feed the
+        """Caffe's ForwardFromTo: run layers start..end (layer names, inclusive; default all), each
+        step either a fused call of ``self.fusion`` or the layer itself. Keyword arguments feed the
         Input tops (and may override any other blob, e.g. a data layer's tops). Returns the net
-        outputs, or the tops of ``end`` when given."""
-        i0 = self._layer_index(start) if start is not None else 0
-        i1 = self._layer_index(end) if end is not None else len(self._steps) - 1
-        blobs = self.blobs if i0 > 0 else collections.OrderedDict()
+        outputs, or the tops of ``end`` when given; ``self.loss`` is the weighted sum of loss tops."""
+        first = self._layer_index(start) if start is not None else 0
+        last = self._layer_index(end) if end is not None else len(self.steps) - 1
+        blobs = self.blobs if first > 0 else collections.OrderedDict()
+        fed = self._fed(inputs)
+        blobs.update(fed)
+        loss, k = None, first
+        with contextlib.nullcontext() if self.fast_inference else kernels.disabled():
+            while k <= last:
+                fused = self.fusion.call(self, k, last, blobs)     # (steps covered, tops) or None
+                n, tops = fused or (1, self._forward_step(k, k == first, blobs, fed))
+                s = self.steps[k + n - 1]
+                self._keep(s, tops, blobs)
+                for j, w in s.loss:
+                    term = tops[j].sum() * w if w != 1 else tops[j].sum()
+                    loss = term if loss is None else loss + term
+                k += n
+        self.blobs, self.loss = blobs, loss
+        return self._outputs(blobs, self.steps[last].tops if end is not None else self.outputs)
+
+    def _fed(self, inputs):
         fed = {k: self._place(v) for k, v in inputs.items()}
         unknown = [k for k in fed if k not in self.blob_shapes]
         if unknown:
             raise NetError(f"net '{self.name}': no blob named {', '.join(map(repr, unknown))}; "
                            f"inputs are {', '.join(self.inputs) or 'none'}")
-        total = None
-        blobs.update(fed)
-        skip = 0
-        for k in range(i0, i1 + 1):
-            s = self._steps[k]
-            if skip:        # this step ran inside a fused step before it
-                skip -= 1
-                continue
-            if s.chain and k + s.chain - 1 <= i1 \
-                    and self.fast_inference and self.fuse_bn_scale and s.bottoms[0] in blobs \
-                    and netfuse.chain_ready(self, k, blobs[s.bottoms[0]]):
-                blobs[s.tops[0]] = netfuse.run_chain(self, k, blobs[s.bottoms[0]])
-                skip = s.chain - 1
-                continue
-            if s.fuse and k < i1 and self.fuse_bn_scale:
-                skip, nxt = 1, self._steps[k + 1]
-                with torch.no_grad() if s.grad_free else contextlib.nullcontext():
-                    y = blobs[nxt.tops[0]] = netfuse.bn_scale(s.layer, nxt.layer, blobs[s.bottoms[0]])
-                if self.retain_blob_grads and y.requires_grad:
-                    y.retain_grad()
-                continue
-            if s.source and all(t in fed for t in s.tops):   # fed tops of an Input/data layer
-                tops = [fed[t] for t in s.tops]
-                if s.feeds and self.force_backward:
-                    tops = [t if t.requires_grad else t.detach().requires_grad_(True) for t in tops]
-                if s.feeds:
-                    self.input_blobs.update(zip(s.tops, tops))
-            elif s.feeds:
-                missing = [t for t in s.tops if t not in blobs]
-                if missing:
-                    raise NetError(f"net '{self.name}': input blob '{missing[0]}' (layer '{s.layer.name}') "
-                                   f"was not given; inputs are {', '.join(self.inputs)}")
-                tops = s.layer(*[blobs[t] for t in s.tops])
-            elif s.source:
-                tops = s.layer()
-            else:
-                bottoms = [blobs[b] for b in s.bottoms]
-                for i in s.detach:
-                    bottoms[i] = bottoms[i].detach()
-                layer = s.layer
-                if s.key is not None:
-                    key = tuple(tuple(b.shape) for b in bottoms)
-                    if key != s.key:
-                        layer = self._reshaped(k, key)
-                if s.relu_inplace and k > i0 and netfuse.relu_in_place_ok(self, k, bottoms[0]):
-                    tops = [torch.relu_(bottoms[0])]
-                elif s.grad_free:
-                    with torch.no_grad():
-                        tops = layer(*bottoms)
-                else:
-                    tops = layer(*bottoms)
-            for j, t in enumerate(s.tops):
-                if t != AUTO_TOP:
-                    blobs[t] = tops[j]
-                    if self.retain_blob_grads and tops[j].requires_grad and not tops[j].is_leaf:
-                        tops[j].retain_grad()
-            for j, w in s.loss:
-                term = tops[j].sum() * w if w != 1 else tops[j].sum()
-                total = term if total is None else total + term
-        self.blobs = blobs
-        self.loss = total
-        names = self._steps[i1].tops if end is not None else self.outputs
+        return fed
+
+    def _forward_step(self, k, first, blobs, fed):
+        """Layer::Forward of step k: its tops. Data layers make theirs (or take them from ``fed``);
+        other layers get their bottoms (detached where propagate_down is false), set up again when
+        the bottom shapes changed (Caffe's Reshape), without autograd when grad-free."""
+        s = self.steps[k]
+        if s.source:
+            return self._source_tops(s, blobs, fed)
+        bottoms = [blobs[b] for b in s.bottoms]
+        for i in s.detach:
+            bottoms[i] = bottoms[i].detach()
+        layer = s.layer
+        if s.key is not None:
+            key = tuple(tuple(b.shape) for b in bottoms)
+            if key != s.key:
+                layer = self._reshaped(k, key)
+        if not first and self.fusion.relu_in_place(self, k, bottoms):
+            return [torch.relu_(bottoms[0])]
+        if s.grad_free:
+            with torch.no_grad():
+                return layer(*bottoms)
+        return layer(*bottoms)
+
+    def _source_tops(self, s, blobs, fed):
+        if all(t in fed for t in s.tops):   # fed tops of an Input/data layer
+            tops = [fed[t] for t in s.tops]
+            if s.feeds and self.force_backward:
+                tops = [t if t.requires_grad else t.detach().requires_grad_(True) for t in tops]
+            if s.feeds:
+                self.input_blobs.update(zip(s.tops, tops))
+            return tops
+        if s.feeds:
+            missing = [t for t in s.tops if t not in blobs]
+            if missing:
+                raise NetError(f"net '{self.name}': input blob '{missing[0]}' (layer '{s.name}') was not "
+                               f"given; inputs are {', '.join(self.inputs)}")
+            return s.layer(*[blobs[t] for t in s.tops])
+        return s.layer()
+
+    def _keep(self, s, tops, blobs):
+        """Store the tops of step s as blobs (retaining their grads when asked)."""
+        for j, t in enumerate(s.tops):
+            if t != AUTO_TOP:
+                blobs[t] = tops[j]
+                if self.retain_blob_grads and tops[j].requires_grad and not tops[j].is_leaf:
+                    tops[j].retain_grad()
+
+    @staticmethod
+    def _outputs(blobs, names):
         for n in names:     # hand back plain NCHW tensors (the fused chains compute channels-last)
             if n != AUTO_TOP and not blobs[n].is_contiguous() and not blobs[n].requires_grad:
                 blobs[n] = blobs[n].contiguous()
@@ -264,23 +206,19 @@ class Net(nn.Module):
 
     def _reshaped(self, k, key):
         """The layer of step k set up for bottom shapes ``key`` (Caffe's Reshape before Forward): the
-        layer's setup is re-run without fillers and handed the existing blobs; variants are cached."""
-        s = self._steps[k]
+        layer is built again for these shapes holding the existing blobs (Layer.rebuilt: nothing
+        allocated or filled); variants are cached."""
+        s = self.steps[k]
         layer = s.variants.get(key)
         if layer is None:
             old = s.layer
-            Layer._skip_fill = True
-            try:
-                layer = type(old)(old.lp, list(key), old.phase)
-            finally:
-                Layer._skip_fill = False
+            layer = old.rebuilt(list(key))
             want = [tuple(p.shape) for p in layer.blobs]
             have = [tuple(p.shape) for p in old.blobs]
             if want != have:
                 raise NetError(f"layer '{old.name}' ({old.type}): bottom shapes {list(key)} need blob shapes "
                                f"{want}, the net's blobs are {have} (a net's parameters fix some input sizes)")
             layer.blobs = old.blobs
-            layer.train(old.training)
             s.variants[key] = layer
         self.layers[k] = s.layer = layer
         s.key = key
@@ -346,32 +284,6 @@ class Net(nn.Module):
 
     def extra_repr(self):
         return f"name={self.name!r}, phase={self.phase}, inputs={self.inputs}, outputs={self.outputs}"
-
-
-class _Step:
-    """One layer of the forward schedule: bottoms/tops by blob name, (top index, weight) losses,
-    bottom indices to detach (propagate_down false); source: no bottoms (Input/data layers);
-    feeds: an Input layer, whose tops come from the call's arguments."""
-    __slots__ = ("layer", "bottoms", "tops", "loss", "detach", "grad_free", "fuse", "source", "feeds", "key",
-                 "variants", "chain", "relu_inplace")
-
-    def __init__(self, layer, bottoms, tops, loss, detach):
-        self.layer, self.bottoms, self.tops, self.loss, self.detach = layer, bottoms, tops, loss, detach
-        self.source = not bottoms and getattr(layer, "is_data", False)
-        self.feeds = self.source and getattr(layer, "feeds_inputs", False)
-        dynamic = getattr(layer, "dynamic_shapes", False) or layer.type in _DYNAMIC_TYPES or not bottoms
-        #: the bottom shapes the layer is set up for (None: it handles any shapes itself)
-        self.key = None if dynamic else tuple(tuple(b) for b in layer.bottom_shapes)
-        self.variants = {self.key: layer}
-        self.grad_free = self.fuse = False
-        self.chain = 0
-        self.relu_inplace = False
-
-
-def _copy(lp):
-    out = caffe_pb2.LayerParameter()
-    out.CopyFrom(lp)
-    return out
 
 
 def _as_tensor(v, dtype=torch.float32):

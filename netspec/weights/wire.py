@@ -13,7 +13,7 @@ Files are written through ``recaffe.protos.files.atomic_write``, the one atomic 
 """
 import numpy as np
 
-from recaffe.protos import caffe_pb2
+from recaffe.protos import caffe_pb2, forks
 from recaffe.protos.blob import decode_varint, encode_varint
 
 
@@ -143,14 +143,16 @@ def _key(fn, wt):
 
 
 def _split_layer(lp):
-    """Serialized LayerParameter fields numbered below and above ``blobs`` (7), blobs left out."""
+    """Serialized LayerParameter fields numbered below and above ``blobs`` (7), blobs left out; fork
+    fields (unknown to BVLC's schema, protos/forks.py) go last under their fork numbers."""
     lo, hi = caffe_pb2.LayerParameter(), caffe_pb2.LayerParameter()
     lo.CopyFrom(lp)
     hi.CopyFrom(lp)
     for fd, _ in lp.ListFields():
         (hi if fd.number < 7 else lo).ClearField(fd.name)
     hi.ClearField("blobs")
-    return lo.SerializeToString(deterministic=True), hi.SerializeToString(deterministic=True)
+    lo.DiscardUnknownFields()
+    return lo.SerializeToString(deterministic=True), forks.to_fork_wire(hi.SerializeToString(deterministic=True))
 
 
 def blob_parts(t, field=7):

@@ -24,13 +24,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import locations  # noqa: E402  (tests/locations.py: corpus and oracle paths)
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 GOLDEN = os.path.join(ROOT, "tests", "golden", "binaryproto")
-CAFFE_RUN = "/work/shared/oracle/caffe-run"
+CAFFE_RUN = locations.CAFFE_RUN
 H, W = 5, 7
 
 

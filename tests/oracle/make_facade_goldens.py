@@ -31,6 +31,8 @@ import json
 import os
 import subprocess
 import sys
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import locations  # noqa: E402  (tests/locations.py: corpus and oracle paths)
 
 import numpy as np
 
@@ -82,7 +84,7 @@ def ours():
         net = recaffe.Net(os.path.join(GOLDEN, name + ".prototxt"), recaffe.TEST)
         set_weights(net, seed)
         net.save(os.path.join(TMP, name + ".caffemodel"))
-    subprocess.check_call(["/work/shared/oracle/caffe-run", "python3", "tests/oracle/make_facade_goldens.py",
+    subprocess.check_call([locations.CAFFE_RUN, "python3", "tests/oracle/make_facade_goldens.py",
                            "--caffe"], cwd=os.path.join(HERE, "..", ".."))
 
 

@@ -30,6 +30,8 @@ import os
 import shutil
 import subprocess
 import sys
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import locations  # noqa: E402  (tests/locations.py: corpus and oracle paths)
 
 import numpy as np
 
@@ -97,7 +99,7 @@ def ours():
             s.snapshot()
         finally:
             os.chdir(cwd)
-    subprocess.check_call(["/work/shared/oracle/caffe-run", "python3", os.path.abspath(__file__)], cwd=ROOT)
+    subprocess.check_call([locations.CAFFE_RUN, "python3", os.path.abspath(__file__)], cwd=ROOT)
 
 
 # -- step 2: inside Caffe -----------------------------------------------------------------------------

@@ -28,12 +28,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import locations  # noqa: E402  (tests/locations.py: corpus and oracle paths)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 GOLDEN = os.path.join(ROOT, "tests", "golden", "upgrade")
-CORPUS = "/work/shared/corpus"
-CAFFE_RUN = "/work/shared/oracle/caffe-run"
+CORPUS = locations.CORPUS
+CAFFE_RUN = locations.CAFFE_RUN
 SMALL = 12000  # corpus legacy files up to this size also keep their upgraded text
 
 CASES = {

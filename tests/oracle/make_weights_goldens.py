@@ -21,6 +21,8 @@ import hashlib
 import os
 import subprocess
 import sys
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import locations  # noqa: E402  (tests/locations.py: corpus and oracle paths)
 
 import numpy as np
 
@@ -56,7 +58,7 @@ def ours():
     set_blobs([(n, [(tuple(p.shape), setter(p)) for p in blobs]) for n, blobs in net.params.items()], 5)
     os.makedirs(os.path.dirname(OURS), exist_ok=True)
     net.save_weights(OURS)
-    subprocess.check_call(["/work/shared/oracle/caffe-run", "python3", os.path.abspath(__file__)])
+    subprocess.check_call([locations.CAFFE_RUN, "python3", os.path.abspath(__file__)])
 
 
 def caffe_side():

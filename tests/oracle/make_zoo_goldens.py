@@ -14,12 +14,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import locations  # noqa: E402  (tests/locations.py: corpus and oracle paths)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 GOLDEN = os.path.join(ROOT, "tests", "golden", "zoo")
-CORPUS = "/work/shared/corpus"
-CAFFE_RUN = "/work/shared/oracle/caffe-run"
+CORPUS = locations.CORPUS
+CAFFE_RUN = locations.CAFFE_RUN
 
 # golden name -> corpus file (all in V1 format)
 V1_FILES = {

@@ -46,10 +46,9 @@ class Concat(Layer):
     min_bottoms = 1
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
         first = self.bottom_shapes[0]
-        self.axis = _legacy_or_axis(self, lp.concat_param, "concat_dim", len(first))
+        self.axis = _legacy_or_axis(self, p, "concat_dim", len(first))
         top = list(first)
         for i, s in enumerate(self.bottom_shapes[1:], 1):
             if len(s) != len(first) or any(a != b for j, (a, b) in enumerate(zip(s, first)) if j != self.axis):
@@ -67,10 +66,9 @@ class Slice(Layer):
     exact_bottoms = 1
     min_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
         shape = self.bottom_shapes[0]
-        self.axis = _legacy_or_axis(self, lp.slice_param, "slice_dim", len(shape))
+        self.axis = _legacy_or_axis(self, p, "slice_dim", len(shape))
         self.sizes = self.slice_sizes(shape[self.axis])
         self.top_shapes = [shape[:self.axis] + (s,) + shape[self.axis + 1:] for s in self.sizes]
 
@@ -125,9 +123,8 @@ class Eltwise(Layer):
     min_bottoms = 2
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.eltwise_param
+    def setup(self, p):
+        lp = self.lp
         self.op = p.operation
         if self.op not in (_PROD, _SUM, _MAX):
             raise self.error(f"unknown operation {self.op}; valid: PROD, SUM, MAX")
@@ -161,10 +158,9 @@ class Eltwise(Layer):
 class Flatten(_OneToOne):
     """Merge axes axis..end_axis (inclusive) into one (flatten_layer.cpp); a view."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
         _no_in_place(self)
-        shape, p = self.bottom_shapes[0], lp.flatten_param
+        shape = self.bottom_shapes[0]
         self.start = canonical_axis(self, p.axis, len(shape))
         self.end = canonical_axis(self, p.end_axis, len(shape))
         if self.end < self.start - 1:  # Blob::count(start, end + 1) needs start <= end + 1
@@ -182,10 +178,9 @@ class Reshape(_OneToOne):
     """Replace axes [axis, axis+num_axes) by reshape_param.shape; 0 copies the bottom's dim at that
     position, one -1 is inferred (reshape_layer.cpp). A view of the bottom."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
         _no_in_place(self)
-        dims = [int(d) for d in lp.reshape_param.shape.dim]
+        dims = [int(d) for d in p.shape.dim]
         if dims.count(-1) > 1:
             raise self.error(f"shape {dims} has more than one -1; at most one dimension is inferred")
         if any(d < -1 for d in dims):
@@ -231,9 +226,8 @@ class Reshape(_OneToOne):
 class Tile(_OneToOne):
     """Repeat the block of axes from `axis` on `tiles` times (tile_layer.cpp)."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p, shape = lp.tile_param, self.bottom_shapes[0]
+    def setup(self, p):
+        shape = self.bottom_shapes[0]
         axis = canonical_axis(self, p.axis, len(shape))
         if not p.HasField("tiles") or p.tiles <= 0:
             raise self.error(f"tile_param.tiles must be given and positive, got {p.tiles}")
@@ -249,9 +243,8 @@ class Tile(_OneToOne):
 class Reduction(_OneToOne):
     """SUM, ASUM, SUMSQ or MEAN over all axes from `axis` on, times coeff (reduction_layer.cpp)."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p, shape = lp.reduction_param, self.bottom_shapes[0]
+    def setup(self, p):
+        shape = self.bottom_shapes[0]
         if p.operation not in (_R_SUM, _R_ASUM, _R_SUMSQ, _R_MEAN):
             raise self.error(f"unknown operation {p.operation}; valid: SUM, ASUM, SUMSQ, MEAN")
         axis = canonical_axis(self, p.axis, len(shape))
@@ -277,9 +270,8 @@ class ArgMax(_OneToOne):
     (argmax_layer.cpp). Ties go to the larger index (Caffe sorts (value, index) pairs descending).
     No gradient."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p, shape = lp.argmax_param, self.bottom_shapes[0]
+    def setup(self, p):
+        shape = self.bottom_shapes[0]
         self.top_k, self.out_max_val = p.top_k, p.out_max_val
         if self.top_k < 1:
             raise self.error(f"top_k must be at least 1, got {self.top_k}")
@@ -318,9 +310,8 @@ class ArgMax(_OneToOne):
 class Softmax(_OneToOne):
     """exp(x - max) / sum exp(x - max) along `axis` (softmax_layer.cpp)."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        self.axis = canonical_axis(self, lp.softmax_param.axis, len(self.bottom_shapes[0]))
+    def setup(self, p):
+        self.axis = canonical_axis(self, p.axis, len(self.bottom_shapes[0]))
         self.top_shapes = [self.bottom_shapes[0]]
 
     @fp32   # [scale-out] float32 under autocast (layers/precision.py)
@@ -335,8 +326,7 @@ class BatchReindex(Layer):
     exact_bottoms = 2
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
         data, index = self.bottom_shapes
         if len(index) != 1:
             raise self.error(f"bottom 1 (indices) must be 1-D, got shape {index}")
@@ -357,8 +347,8 @@ class Filter(Layer):
     min_bottoms = 2
     min_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
+        lp = self.lp
         if len(lp.top) != len(lp.bottom) - 1:
             raise self.error(f"needs one top per filtered bottom ({len(lp.bottom) - 1}), got {len(lp.top)}")
         sel = self.bottom_shapes[-1]
@@ -380,10 +370,9 @@ class Split(Layer):
     exact_bottoms = 1
     min_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
         _no_in_place(self)
-        self.top_shapes = [self.bottom_shapes[0]] * len(lp.top)
+        self.top_shapes = [self.bottom_shapes[0]] * len(self.lp.top)
 
     def forward(self, x):
         return [x] * len(self.top_shapes)

@@ -1,4 +1,4 @@
-"""Data layers: Data (LMDB), ImageData (image list), HDF5Data, HDF5Output, MemoryData.
+"""Data layers: Data (LMDB or LevelDB), ImageData (image list), HDF5Data, HDF5Output, MemoryData.
 
 Caffe sources: src/caffe/layers/data_layer.cpp, base_data_layer.cpp, image_data_layer.cpp,
 hdf5_data_layer.cpp, hdf5_output_layer.cpp, memory_data_layer.cpp. Data layers have no bottoms, are
@@ -12,14 +12,11 @@ Data parallel (recaffe.solver.distributed): ``layer.shard(rank, world)`` before 
 makes local batch b the global batch ``b * world + rank`` of the same stream (same seed on every
 rank), for Data, ImageData, HDF5Data (and WindowData); MemoryData is fed by the caller.
 """
-import os
 
 import numpy as np
 import torch
 
-from recaffe.protos import caffe_pb2
 from recaffe.protos.errors import DataError
-from recaffe.netspec.data.lmdb_io import LEVELDB_HINT
 from recaffe.netspec.data.loader import BatchMaker, Feeder
 from recaffe.netspec.data.sources import ImageListSource, LMDBSource
 from recaffe.netspec.data.transformer import DataTransformer
@@ -83,28 +80,25 @@ class _FeedLayer(Layer):
 class Data(_FeedLayer):
     min_tops, max_tops = 1, 2
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.data_param
+    def setup(self, p):
         if not p.source:
-            raise self.error("data_param.source is empty; give the path of an LMDB")
-        is_lmdb = os.path.exists(os.path.join(p.source, "data.mdb")) or os.path.isfile(p.source)
-        if p.backend == caffe_pb2.DataParameter.LEVELDB and not is_lmdb:
-            raise DataError(f"layer '{self.name}': source {p.source}: {LEVELDB_HINT}")
-        tp = lp.transform_param
+            raise self.error("data_param.source is empty; give the path of an LMDB or LevelDB")
+        tp = self.lp.transform_param
         color = "color" if tp.force_color else "gray" if tp.force_gray else None
-        # Caffe 1.0's DataLayer reads from the first key and ignores rand_skip. backend LEVELDB (the
-        # default) is accepted when the source is in fact an LMDB: what the user has is readable.
-        self._setup_feed(LMDBSource(p.source, color), int(p.batch_size), p.prefetch)
+        # Caffe 1.0's DataLayer reads from the first key and ignores rand_skip. The database is read
+        # as what it is (LMDB or LevelDB, netspec.data.sources.open_reader), whatever backend says.
+        try:
+            source = LMDBSource(p.source, color)
+        except DataError as e:
+            raise DataError(f"layer '{self.name}': {e}") from None
+        self._setup_feed(source, int(p.batch_size), p.prefetch)
 
 
 @register("ImageData")
 class ImageData(_FeedLayer):
     exact_tops = 2
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.image_data_param
+    def setup(self, p):
         if not p.source:
             raise self.error("image_data_param.source is empty; give a list file of '<path> <label>' lines")
         source = ImageListSource(p.source, p.root_folder, p.is_color, p.new_height, p.new_width)
@@ -114,7 +108,7 @@ class ImageData(_FeedLayer):
             if skip >= len(source):
                 raise DataError(f"layer '{self.name}': rand_skip drew {skip}, but {p.source} has only "
                                 f"{len(source)} entries")
-        self._setup_feed(source, int(p.batch_size), lp.data_param.prefetch, bool(p.shuffle), skip)
+        self._setup_feed(source, int(p.batch_size), self.lp.data_param.prefetch, bool(p.shuffle), skip)
 
 
 @register("MemoryData")
@@ -124,9 +118,7 @@ class MemoryData(Layer):
     exact_tops = 2
     is_data = True
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.memory_data_param
+    def setup(self, p):
         self.batch_size = int(p.batch_size)
         self.chw = (int(p.channels), int(p.height), int(p.width))
         if self.batch_size <= 0 or min(self.chw) <= 0:
@@ -178,10 +170,8 @@ class HDF5Data(Layer):
     min_tops = 1
     is_data = True
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.hdf5_data_param
-        if lp.HasField("transform_param"):
+    def setup(self, p):
+        if self.lp.HasField("transform_param"):
             raise self.error("HDF5Data does not transform its data; remove transform_param")
         self.batch_size, self.shuffle = int(p.batch_size), bool(p.shuffle)
         if self.batch_size <= 0:
@@ -262,9 +252,8 @@ class HDF5Output(Layer):
     exact_bottoms = 2
     exact_tops = 0
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        self.file_name = lp.hdf5_output_param.file_name
+    def setup(self, p):
+        self.file_name = p.file_name
         if not self.file_name:
             raise self.error("hdf5_output_param.file_name is empty")
 

@@ -22,13 +22,11 @@ class Input(Layer):
     exact_bottoms = 0
     min_tops = 1
     is_data = True
-    #: the Net feeds this layer's tops from its call arguments
     feeds_inputs = True
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        shapes = lp.input_param.shape
-        n_top = len(lp.top)
+    def setup(self, p):
+        shapes = p.shape
+        n_top = len(self.lp.top)
         _shape_list(self, len(shapes), n_top, "input_param")
         self.top_shapes = [tuple(int(d) for d in shapes[i if len(shapes) > 1 else 0].dim) if shapes else ()
                            for i in range(n_top)]
@@ -46,10 +44,8 @@ class DummyData(Layer):
     min_tops = 1
     is_data = True
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.dummy_data_param
-        n_top = len(lp.top)
+    def setup(self, p):
+        n_top = len(self.lp.top)
         n_fill = len(p.data_filler)
         if n_fill not in (0, 1, n_top):
             raise self.error(f"give 0, 1 or one data_filler per top ({n_top}), got {n_fill}")

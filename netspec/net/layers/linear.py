@@ -1,18 +1,16 @@
 """Linear layers: InnerProduct, Embed, Scale, Bias, Parameter (src/caffe/layers/<name>_layer.cpp).
 
 All are single matrix products or broadcasts, so autograd's gradient is Caffe's. Embed gives no
-gradient to its index bottom (Caffe aborts if asked for one).
-
-InnerProduct writes its weight gradient into a persistent buffer (Caffe's weight diff) instead of
-autograd's fresh 151 MB tensor per step for CaffeNet's fc6 (page faults made that GEMM 4x slower);
-the numbers are autograd's, bit for bit.
+gradient to its index bottom (Caffe aborts if asked for one). InnerProduct asks netspec.net.kernels
+(linear_plan) for its CPU fast path: oneDNN's inner product, and the weight gradient written into a
+persistent buffer as Caffe's weight diff.
 """
 import torch
 import torch.nn.functional as F
 
 from recaffe.protos import caffe_pb2
 from recaffe.protos.errors import NetError
-from .. import fastswitch
+from .. import kernels
 from .base import Layer, canonical_axis, count
 from .registry import register
 
@@ -27,10 +25,13 @@ class InnerProduct(Layer):
     W (num_output, K), or (K, num_output) with ``transpose``."""
     exact_bottoms = 1
     exact_tops = 1
+    classifier = True
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.inner_product_param
+    @classmethod
+    def blob_count(cls, lp):
+        return 1 + bool(lp.inner_product_param.bias_term)
+
+    def setup(self, p):
         shape = self.bottom_shapes[0]
         self.axis = canonical_axis(self, p.axis, len(shape))
         if p.num_output <= 0:
@@ -45,78 +46,16 @@ class InnerProduct(Layer):
         x2 = x.reshape(-1, self.K)
         w = self.blobs[0]
         b = self.blobs[1] if self.bias_term else None
-        if w.requires_grad and w.is_leaf and torch.is_grad_enabled() and fastswitch.enabled(x2):
-            y = _InnerProductFn.apply(x2, w, b, self.transpose)
+        fast = kernels.linear_plan(x2, w, b, self.transpose)
+        if fast is not None:
+            y = fast(x2, w, b)
+        elif self.transpose:
+            y = torch.addmm(b, x2, w) if b is not None else x2 @ w
         else:
-            graph_free = not torch.is_grad_enabled() or not (
-                x2.requires_grad or w.requires_grad or (b is not None and b.requires_grad))
-            y = _inner_product(x2, w, b, self.transpose, graph_free)
-        if self.axis == 1:     # (N, num_output) already, for any batch N
+            y = F.linear(x2, w, b)
+        if self.axis == 1:     # (N, num_output) already, for any batch N (dynamic-batch export)
             return [y]
         return [y.reshape(tuple(x.shape[:self.axis]) + tuple(self.top_shapes[0][self.axis:]))]
-
-
-#: oneDNN's inner product on the plain (N, K) weight: 1.8-2.1x faster than F.linear's GEMM for
-#: Caffe-sized batches here (CaffeNet fc6 at batch 10: 12 vs 26 ms, 2 threads); no autograd formula,
-#: so only where no graph is recorded
-_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-def onednn_linear_ok(x2, w):
-    return (_ONEDNN_LINEAR and fastswitch.enabled(x2) and x2.dtype == torch.float32
-            and w.dtype == torch.float32 and w.is_contiguous())
-
-
-def onednn_linear(x2, w, b, attr="none"):
-    """x2 W^T + b, then ``attr`` ("none" or "relu"), by oneDNN (see onednn_linear_ok); no autograd."""
-    return torch.ops.mkldnn._linear_pointwise(x2.contiguous(), w, b, attr, [], "")
-
-
-def _inner_product(x2, w, b, transpose, graph_free=False):
-    if transpose:
-        return torch.addmm(b, x2, w) if b is not None else x2 @ w
-    if graph_free and onednn_linear_ok(x2, w):
-        return onednn_linear(x2, w, b)
-    return F.linear(x2, w, b)
-
-
-class _InnerProductFn(torch.autograd.Function):
-    """Autograd's linear/addmm, the weight gradient written by this backward itself: with
-    ``w.grad`` None, ``mm(out=)`` into the weight's persistent buffer ``w._caffe_diff`` (allocated
-    once; like Caffe's diff it is overwritten by the next backward), which becomes ``w.grad``;
-    otherwise the product is added onto ``w.grad`` (iter_size > 1, shared weights) as autograd's
-    AccumulateGrad does. Under ``create_graph`` (grad mode on in backward) the gradient goes back through autograd
-    as usual. Hooks registered on the weight do not see this gradient."""
-
-    @staticmethod
-    def forward(ctx, x2, w, b, transpose):
-        ctx.save_for_backward(x2, w)
-        ctx.transpose, ctx.weight = transpose, w
-        return _inner_product(x2, w, b, transpose, graph_free=True)   # no graph inside a Function
-
-    @staticmethod
-    def backward(ctx, dy):
-        x2, w = ctx.saved_tensors
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        dx = dw = db = None
-        if need_x:
-            dx = dy.mm(w.t()) if ctx.transpose else dy.mm(w)
-        if need_b:
-            db = dy.sum(0)
-        if need_w:
-            a, m = (x2.t(), dy) if ctx.transpose else (dy.t(), x2)
-            p = ctx.weight
-            if torch.is_grad_enabled():
-                dw = a.mm(m)
-            elif p.grad is None:
-                buf = getattr(p, "_caffe_diff", None)
-                if buf is None or buf.shape != p.shape or buf.dtype != p.dtype or buf.device != p.device:
-                    buf = torch.empty_like(p, memory_format=torch.contiguous_format)
-                    p._caffe_diff = buf
-                p.grad = torch.mm(a, m, out=buf)
-            else:   # autograd's accumulation (grad += new), not a fused addmm_: same rounding
-                p.grad.add_(torch.mm(a, m))
-        return dx, dw, db, None
 
 
 @register("Embed")
@@ -126,9 +65,11 @@ class Embed(Layer):
     exact_bottoms = 1
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.embed_param
+    @classmethod
+    def blob_count(cls, lp):
+        return 1 + bool(lp.embed_param.bias_term)
+
+    def setup(self, p):
         if p.num_output <= 0 or p.input_dim <= 0:
             raise self.error(f"embed_param.num_output ({p.num_output}) and input_dim ({p.input_dim}) must be > 0")
         self.input_dim, self.bias_term = p.input_dim, p.bias_term
@@ -187,9 +128,11 @@ class Scale(Layer):
     max_bottoms = 2
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.scale_param
+    @classmethod
+    def blob_count(cls, lp):
+        return (len(lp.bottom) == 1) + bool(lp.scale_param.bias_term)
+
+    def setup(self, p):
         param_shape, self.axis, operand = _broadcast_setup(self, p, self.bottom_shapes, "scale")
         if param_shape is not None:
             self.add_blob(param_shape, p.filler if p.HasField("filler") else _constant(1.0))
@@ -217,9 +160,11 @@ class Bias(Layer):
     max_bottoms = 2
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.bias_param
+    @classmethod
+    def blob_count(cls, lp):
+        return int(len(lp.bottom) == 1)
+
+    def setup(self, p):
         param_shape, self.axis, _ = _broadcast_setup(self, p, self.bottom_shapes, "bias")
         if param_shape is not None:
             self.add_blob(param_shape, p.filler)
@@ -237,9 +182,12 @@ class Parameter(Layer):
     exact_bottoms = 0
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        shape = tuple(lp.parameter_param.shape.dim)
+    @classmethod
+    def blob_count(cls, lp):
+        return 1
+
+    def setup(self, p):
+        shape = tuple(p.shape.dim)
         self.add_blob(shape)
         self.top_shapes = [shape]
 

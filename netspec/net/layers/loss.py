@@ -84,9 +84,8 @@ class LossBase(Layer):
     exact_bottoms = 2
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        b = self.bottom_shapes
+    def setup(self, p):
+        lp, b = self.lp, self.bottom_shapes
         if len(b[0]) and len(b[1]) and b[0][0] != b[1][0]:
             raise self.error(f"bottoms '{lp.bottom[0]}' {b[0]} and '{lp.bottom[1]}' {b[1]} must have "
                              "the same first dimension (loss_layer.cpp)")
@@ -122,11 +121,12 @@ class SoftmaxWithLoss(LossBase):
     gradient (p - onehot) at kept positions, 0 at ignored ones; optional second top = p."""
     exact_tops = None
     min_tops, max_tops = 1, 2
+    param_field = "softmax_param"
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        shape = self.bottom_shapes[0]
-        self.axis, self.outer, self.channels, self.inner = _softmax_split(self, shape, lp.softmax_param.axis)
+    def setup(self, p):
+        super().setup(p)
+        lp, shape = self.lp, self.bottom_shapes[0]
+        self.axis, self.outer, self.channels, self.inner = _softmax_split(self, shape, p.axis)
         _check_label_count(self, self.outer, self.inner, self.bottom_shapes[1], self.axis)
         self.mode = normalization_mode(lp, VALID)
         self.top_shapes = [()] + ([shape] if len(lp.top) == 2 else [])
@@ -158,12 +158,12 @@ class SigmoidCrossEntropyLoss(LossBase):
     int(t) == ignore_label skipped; default normalisation BATCH_SIZE (= shape(0)); gradient
     (sigmoid(x) - t) / normaliser, zero where ignored."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
+        super().setup(p)
         s0, s1 = self.bottom_shapes
         if count(s0) != count(s1):
             raise self.error(f"inputs must have the same count, got {s0} and {s1}")
-        self.mode = normalization_mode(lp, BATCH_SIZE)
+        self.mode = normalization_mode(self.lp, BATCH_SIZE)
         self.outer = int(s0[0]) if len(s0) else 1
         self.inner = count(s0, 1)
 
@@ -198,21 +198,22 @@ class InfogainLoss(LossBase):
     exact_bottoms = exact_tops = None
     min_bottoms, max_bottoms, min_tops, max_tops = 2, 3, 1, 2
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
+        super().setup(p)
+        lp = self.lp
         if lp.loss_param.HasField("normalize"):
             raise self.error('loss_param.normalize is deprecated for InfogainLoss; use "normalization"')
         self.mode = lp.loss_param.normalization
         shape = self.bottom_shapes[0]
-        self.axis, self.outer, self.channels, self.inner = _softmax_split(self, shape, lp.infogain_loss_param.axis)
+        self.axis, self.outer, self.channels, self.inner = _softmax_split(self, shape, p.axis)
         _check_label_count(self, self.outer, self.inner, self.bottom_shapes[1], self.axis)
         k = self.channels
         if len(lp.bottom) == 3:
             h_count = count(self.bottom_shapes[2])
         else:
-            if not lp.infogain_loss_param.HasField("source"):
+            if not p.HasField("source"):
                 raise self.error("needs the infogain matrix H: a third bottom or infogain_loss_param.source")
-            self.register_buffer("infogain", read_infogain_matrix(self, lp.infogain_loss_param.source),
+            self.register_buffer("infogain", read_infogain_matrix(self, p.source),
                                  persistent=False)
             h_count = self.infogain.numel()
         if h_count != k * k:
@@ -242,8 +243,8 @@ class MultinomialLogisticLoss(LossBase):
     """multinomial_logistic_loss_layer.cpp: bottom 0 holds probabilities (N, D); loss =
     -sum_n log(max(p[n, label], 1e-20)) / N; gradient -1 / (N max(p, 1e-20)) at the label entry."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
+        super().setup(p)
         ls = self.bottom_shapes[1]
         if any(d != 1 for d in ls[1:]):
             raise self.error(f"label bottom must be (N, 1, 1, 1), got {ls}")

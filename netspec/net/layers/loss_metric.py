@@ -23,8 +23,8 @@ class EuclideanLoss(LossBase):
     """euclidean_loss_layer.cpp: sum((a - b)^2) / (2 N), N = shape(0); both bottoms get a gradient
     (+-(a - b) / N), so plain autograd reproduces it."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
+        super().setup(p)
         a, b = self.bottom_shapes
         if count(a, 1) != count(b, 1) or count(a) != count(b):
             raise self.error(f"inputs must have the same dimensions, got {a} and {b}")
@@ -40,11 +40,11 @@ class HingeLoss(LossBase):
     """hinge_loss_layer.cpp: m_j = max(0, 1 + x_j) for j != label, max(0, 1 - x_label) for the
     label; L1: sum(m) / N, L2: sum(m^2) / N. Gradient L1: sign(+-m) / N, L2: +-2 m / N."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
+        super().setup(p)
         self.num = int(self.bottom_shapes[0][0])
         self.dim = count(self.bottom_shapes[0]) // max(self.num, 1)
-        self.norm = lp.hinge_loss_param.norm
+        self.norm = p.norm
         if self.norm not in (caffe_pb2.HingeLossParameter.L1, caffe_pb2.HingeLossParameter.L2):
             raise self.error(f"unknown hinge_loss_param.norm {self.norm}; valid: L1, L2")
 
@@ -69,8 +69,8 @@ class ContrastiveLoss(LossBase):
     legacy_version) / (2N). Dissimilar gradient uses Caffe's -(margin - d) / (d + 1e-4)."""
     exact_bottoms = 3
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
+        super().setup(p)
         a, b, y = (_legacy_dims(s) for s in self.bottom_shapes)
         if a is None or b is None or y is None:
             raise self.error("bottoms must have at most 4 axes: (N, C, 1, 1) and labels (N, 1, 1, 1)")
@@ -80,8 +80,8 @@ class ContrastiveLoss(LossBase):
         if y[1:] != (1, 1, 1):
             raise self.error(f"the similarity bottom must be (N, 1, 1, 1), got {self.bottom_shapes[2]}")
         self.num, self.channels = a[0], a[1]
-        self.margin = lp.contrastive_loss_param.margin
-        self.legacy = lp.contrastive_loss_param.legacy_version
+        self.margin = p.margin
+        self.legacy = p.legacy_version
 
     @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, a, b, y):
@@ -112,9 +112,8 @@ class Accuracy(Layer):
     exact_bottoms = 2
     min_tops, max_tops = 1, 2
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.accuracy_param
+    def setup(self, p):
+        lp = self.lp
         shape = self.bottom_shapes[0]
         self.top_k = p.top_k
         self.axis = canonical_axis(self, p.axis, len(shape))

@@ -33,8 +33,8 @@ class NeuronLayer(Layer):
     #: Caffe layers that CHECK_NE(top[0], bottom[0]) in LayerSetUp
     forbid_in_place = False
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
+        lp = self.lp
         self.in_place = lp.top[0] == lp.bottom[0]
         if self.forbid_in_place and self.in_place:
             raise self.error(f"does not allow in-place computation (top '{lp.top[0]}' is its bottom)")
@@ -78,9 +78,9 @@ def _f32(v):
 class ReLU(NeuronLayer):
     """max(x, 0) + negative_slope * min(x, 0); the gradient at x = 0 is the negative slope."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        self.negative_slope = _f32(lp.relu_param.negative_slope)
+    def setup(self, p):
+        super().setup(p)
+        self.negative_slope = _f32(p.negative_slope)
 
     def compute(self, x):
         if self.negative_slope == 0.0:
@@ -101,9 +101,12 @@ class PReLU(NeuronLayer):
     The slope blob has shape (C,) or, with channel_shared, shape () (a 0-axis Caffe blob); its
     default filler is constant 0.25."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.prelu_param
+    @classmethod
+    def blob_count(cls, lp):
+        return 1
+
+    def setup(self, p):
+        super().setup(p)
         shape = self.bottom_shapes[0]
         if len(shape) < 2:
             raise self.error(f"needs a bottom with at least 2 axes, got shape {shape}")
@@ -122,9 +125,9 @@ class PReLU(NeuronLayer):
 class ELU(NeuronLayer):
     """x if x > 0 else alpha * (exp(x) - 1) (elu_layer.cpp)."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        self.alpha = _f32(lp.elu_param.alpha)
+    def setup(self, p):
+        super().setup(p)
+        self.alpha = _f32(p.alpha)
 
     def compute(self, x):
         return F.elu(x, self.alpha)
@@ -175,9 +178,9 @@ class BNLL(NeuronLayer):
 class Swish(NeuronLayer):
     """x * sigmoid(beta * x) (swish_layer.cpp, Caffe master)."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        self.beta = _f32(lp.swish_param.beta)
+    def setup(self, p):
+        super().setup(p)
+        self.beta = _f32(p.beta)
 
     def compute(self, x):
         if self.beta == 1.0:
@@ -190,10 +193,10 @@ class Clip(NeuronLayer):
     """max(min, min(x, max)); gradient passes where min <= x <= max, bounds included
     (clip_layer.cpp). With min > max Caffe outputs min everywhere and no gradient."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        self.min = _f32(lp.clip_param.min)
-        self.max = _f32(lp.clip_param.max)
+    def setup(self, p):
+        super().setup(p)
+        self.min = _f32(p.min)
+        self.max = _f32(p.max)
 
     def compute(self, x):
         if self.min <= self.max:
@@ -211,9 +214,9 @@ class Clip(NeuronLayer):
 class Threshold(NeuronLayer):
     """1 where x > threshold (strictly), else 0; no gradient (Caffe's backward is NOT_IMPLEMENTED)."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        self.threshold = _f32(lp.threshold_param.threshold)
+    def setup(self, p):
+        super().setup(p)
+        self.threshold = _f32(p.threshold)
 
     def compute(self, x):
         return (x.detach() > self.threshold).to(x.dtype)
@@ -241,9 +244,8 @@ class Power(NeuronLayer):
     """(shift + scale * x)^power (power_layer.cpp). power*scale == 0 makes a constant top (1 if
     power == 0, else shift^power) with zero gradient; power 1 and 2 have closed-form gradients."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.power_param
+    def setup(self, p):
+        super().setup(p)
         self.power, self.scale, self.shift = _f32(p.power), _f32(p.scale), _f32(p.shift)
         self.diff_scale = _f32(np.float32(self.power) * np.float32(self.scale))
         if self.diff_scale == 0.0:
@@ -298,9 +300,8 @@ class Exp(NeuronLayer):
     """base^(shift + scale * x), computed as outer * exp(inner * x) with inner = ln(base)*scale and
     outer = base^shift (exp_layer.cpp)."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.exp_param
+    def setup(self, p):
+        super().setup(p)
         base = _f32(p.base)
         log_base = _log_base(self, base, allow_one=True)
         self.inner = _f32(np.float32(log_base) * np.float32(p.scale))
@@ -318,9 +319,8 @@ class Exp(NeuronLayer):
 class Log(NeuronLayer):
     """log_base(shift + scale * x) = ln(shift + scale * x) / ln(base) (log_layer.cpp)."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.log_param
+    def setup(self, p):
+        super().setup(p)
         log_base = _log_base(self, _f32(p.base), allow_one=False)
         self.base_scale = _f32(1.0 / log_base)
         self.scale, self.shift = _f32(p.scale), _f32(p.shift)
@@ -356,9 +356,9 @@ class Dropout(NeuronLayer):
     (Caffe scales at train time, dropout_layer.cpp); TEST: identity. Which one is decided by the
     layer's phase, as in Caffe, not by nn.Module.train()/eval()."""
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        self.ratio = _f32(lp.dropout_param.dropout_ratio)
+    def setup(self, p):
+        super().setup(p)
+        self.ratio = _f32(p.dropout_ratio)
         if not 0.0 <= self.ratio < 1.0:
             raise self.error(f"dropout_ratio must be in [0, 1), got {self.ratio}")
         self.train_phase = is_train(self)

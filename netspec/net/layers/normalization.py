@@ -25,10 +25,14 @@ class BatchNorm(Layer):
     blob1 = lambda*blob1 + m/(m-1)*var (lambda = moving_average_fraction, m values per channel)."""
     exact_bottoms = 1
     exact_tops = 1
+    learnable_blobs = False
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.batch_norm_param
+    @classmethod
+    def blob_count(cls, lp):
+        return 3
+
+    def setup(self, p):
+        lp, phase = self.lp, self.phase
         shape = self.bottom_shapes[0]
         if len(shape) < 2:
             raise self.error(f"bottom must have at least 2 axes (num, channels, ...), got {shape}")
@@ -81,9 +85,7 @@ class MVN(Layer):
     exact_bottoms = 1
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.mvn_param
+    def setup(self, p):
         shape = self.bottom_shapes[0]
         if len(shape) > 4:
             raise self.error(f"bottom must have at most 4 axes (legacy num/channels/height/width), got {shape}")

@@ -7,7 +7,8 @@ native op runs and surplus rows/columns are sliced off; otherwise (pad > kernel/
 starting past an unpadded input) the input is padded explicitly (-inf for MAX, 0 for AVE).
 
 On the CPU the pooling ops run on a channels-last copy of the input (torch's NCHW CPU pooling
-kernels are not vectorised; the copy pays for itself several times over).
+kernels are not vectorised; the copy pays for itself several times over), MAX with a scatter
+backward: netspec.net.kernels.pool_plan, which hands out that layout where the fast paths are on.
 
 * MAX ignores padding, keeps the first maximum in row-major order (torch's CPU and CUDA kernels
   update on strictly greater, as Caffe does), the optional 2nd top is Caffe's argmax h*W+w as a
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from recaffe.protos import caffe_pb2
 from recaffe.protos.errors import NetError
+from .. import kernels
 from . import caffe_math as cm
 from .base import Layer
 from .registry import register
@@ -67,9 +69,8 @@ class Pooling(Layer):
     min_tops = 1
     max_tops = 2
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.pooling_param
+    def setup(self, p):
+        lp = self.lp
         self.pool = p.pool
         if len(lp.top) == 2 and p.pool != _PP.MAX:
             raise self.error("a second (mask) top is only produced by MAX pooling")
@@ -113,9 +114,9 @@ class Pooling(Layer):
 
     @staticmethod
     def _cl(x):
-        """torch's CPU pooling kernels are several times faster on channels-last data (vectorised over
-        channels) than on NCHW, even counting the layout copy; results and tie order are the same."""
-        return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+        """x in the layout pooling runs in: kernels.pool_plan's (channels-last on the CPU), else as is."""
+        fast = kernels.pool_plan(x)
+        return fast.layout(x) if fast is not None else x
 
     def forward(self, x):
         if self.pool == _PP.MAX:
@@ -129,8 +130,9 @@ class Pooling(Layer):
 
     def _max(self, x):
         want_mask = len(self.lp.top) == 2
-        if self.fast and x.requires_grad and torch.is_grad_enabled():
-            y, idx = _MaxPoolFn.apply(x, self)
+        fast = kernels.pool_plan(x) if self.fast and x.requires_grad and torch.is_grad_enabled() else None
+        if fast is not None:
+            y, idx = fast.max_autograd(x, self.kernel, self.stride, self.pad, self.ceil_mode, self.out)
         elif self.fast:
             r = F.max_pool2d(self._cl(x), self.kernel, self.stride, self.pad, ceil_mode=self.ceil_mode,
                              return_indices=want_mask)
@@ -174,31 +176,6 @@ class Pooling(Layer):
         return cols.gather(2, pick).reshape((N, C) + self.out)
 
 
-class _MaxPoolFn(torch.autograd.Function):
-    """MAX pooling (fast path) whose backward scatters the top diff to the argmax cells of the NCHW
-    bottom diff, summing where windows overlap, in output row-major order as Caffe's
-    MaxPoolBackward does. Autograd's own backward would run through the channels-last copy and the
-    crop, three extra copies of the bottom-sized diff. Returns (top, argmax plane index)."""
-
-    @staticmethod
-    def forward(ctx, x, layer):
-        y, idx = F.max_pool2d(layer._cl(x), layer.kernel, layer.stride, layer.pad, ceil_mode=layer.ceil_mode,
-                              return_indices=True)
-        y, idx = layer._crop(y), layer._crop(idx)
-        ctx.save_for_backward(idx)
-        ctx.in_shape = x.shape
-        ctx.mark_non_differentiable(idx)
-        return y, idx
-
-    @staticmethod
-    def backward(ctx, dy, _didx):
-        idx, = ctx.saved_tensors
-        n, c, h, w = ctx.in_shape
-        dx = dy.new_zeros((n, c, h * w))
-        dx.scatter_add_(2, idx.reshape(n, c, -1), dy.reshape(n, c, -1))
-        return dx.view(n, c, h, w), None
-
-
 @register("SPP")
 class SPP(Layer):
     """Spatial pyramid pooling (spp_layer.cpp): level l pools into 2^l x 2^l bins (kernel, stride, pad
@@ -207,9 +184,8 @@ class SPP(Layer):
     exact_bottoms = 1
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = lp.spp_param
+    def setup(self, p):
+        lp = self.lp
         shape = self.bottom_shapes[0]
         if len(shape) != 4:
             raise self.error(f"bottom must have 4 axes (num, channels, height, width), got {shape}")
@@ -224,7 +200,7 @@ class SPP(Layer):
             pp.pool = p.pool
             pp.kernel_h, pp.kernel_w, pp.stride_h, pp.stride_w, pp.pad_h, pp.pad_w = k + s + pd
             try:
-                self.levels.append(Pooling(sub, [shape], phase))
+                self.levels.append(Pooling(sub, [shape], self.phase))
             except NetError as e:
                 raise self.error(f"pyramid level {level} of a {shape[2]}x{shape[3]} bottom: {e}") from None
         if p.pyramid_height == 1:

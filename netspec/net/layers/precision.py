@@ -1,10 +1,14 @@
 """Layers whose numbers need float32 under autocast (mixed precision): Softmax, every loss,
 Accuracy, LRN, BatchNorm (statistics and moving averages), MVN. ``@fp32`` on their ``forward``
 computes them in float32 -- low-precision bottoms cast up, autocast off inside -- and returns float32
-tops; outside autocast it changes nothing. (Caffe itself is float32 throughout.)"""
+tops; outside autocast it changes nothing. The CPU fast paths stay off inside too (netspec.net.kernels:
+off under autocast, whatever a layer does with autocast for its own ops). (Caffe itself is float32
+throughout.)"""
 import functools
 
 import torch
+
+from .. import kernels
 
 _AUTOCAST_DEVICES = ("cpu", "cuda", "xpu")
 
@@ -21,6 +25,6 @@ def fp32(forward):
             return forward(self, *args)
         args = [a.float() if torch.is_tensor(a) and a.is_floating_point() and a.dtype != torch.float64 else a
                 for a in args]
-        with torch.autocast(dev, enabled=False):
+        with torch.autocast(dev, enabled=False), kernels.disabled():
             return forward(self, *args)
     return run

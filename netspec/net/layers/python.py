@@ -191,11 +191,16 @@ class _Ctx:
 
 @register("Python")
 class Python(Layer):
-    """The user's Python layer (see the module docstring); refused unless opted in."""
+    """The user's Python layer (see the module docstring); refused unless opted in. Its forward
+    reshapes its tops itself (the user's reshape runs before every forward)."""
+    dynamic_shapes = True
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        pp = lp.python_param
+    @classmethod
+    def blob_count(cls, lp):
+        return None   # declared by the user's setup()
+
+    def setup(self, pp):
+        lp = self.lp
         self.where = f"module '{pp.module}', class '{pp.layer}'"
         if not python_layers_allowed():
             raise self.error(f"refusing to run Python layer code ({self.where}): a Python layer executes "
@@ -213,7 +218,7 @@ class Python(Layer):
             raise self.error(f"module '{pp.module}' has no class '{pp.layer}'")
         self.py = _instantiate(self, cls, lp)
         self.py.param_str = pp.param_str
-        self.py.phase = 0 if phase == "TRAIN" else 1
+        self.py.phase = 0 if self.phase == "TRAIN" else 1
         if not isinstance(getattr(self.py, "blobs", None), list):
             self.py.blobs = BlobVec()
         bot = [Blob(s) for s in self.bottom_shapes]

@@ -57,8 +57,8 @@ class LSTMUnit(Layer):
     exact_bottoms = 3
     exact_tops = 2
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    def setup(self, p):
+        lp = self.lp
         c, x, cont = self.bottom_shapes
         n = c[1] if len(c) > 1 else None
         for i, s in enumerate(self.bottom_shapes):
@@ -79,14 +79,23 @@ class _Recurrent(Layer):
     """Shared setup of RNN and LSTM (recurrent_layer.cpp)."""
     n_states = 1  # recurrent blobs carried between steps: RNN h; LSTM h and c
     gate_mult = 1  # rows of the weights per hidden unit (LSTM: 4 gates)
+    n_extra_blobs = 0  # blobs after W_hc / W_hh (RNN: W_ho, b_o)
+    param_field = "recurrent_param"
+    # the class-level check only guarantees x and cont; setup checks the counts that expose_hidden implies
+    min_bottoms = 2
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        rp = lp.recurrent_param
+    @classmethod
+    def blob_count(cls, lp):
+        expose = lp.recurrent_param.expose_hidden
+        static = len(lp.bottom) > 2 + expose * cls.n_states
+        return 3 + static + cls.n_extra_blobs
+
+    def setup(self, rp):
         self.expose = rp.expose_hidden
         self.min_bottoms = 2 + self.expose * self.n_states
         self.max_bottoms = self.min_bottoms + 1
         self.exact_tops = 1 + self.expose * self.n_states
-        super().__init__(lp, bottom_shapes, phase)
+        self.check_counts()
         x, cont = self.bottom_shapes[:2]
         if len(x) < 3:  # 2 in RecurrentLayer's check, but its InnerProduct (axis 2) needs a third
             raise self.error(f"bottom 0 must have at least 3 axes (#timesteps, #streams, features...), got {x}")
@@ -169,6 +178,7 @@ class LSTM(_Recurrent):
 class RNN(_Recurrent):
     """rnn_layer.cpp: h_t = tanh(W_hh (cont_t h_{t-1}) + W_xh x_t + b_h [+ W_xh_static x_static]),
     o_t = tanh(W_ho h_t + b_o); top o (T, N, H) [, h_T]; bottoms x, cont [, x_static] [, h_0]."""
+    n_extra_blobs = 2
 
     def add_extra_blobs(self, weight_filler, bias_filler):
         self.add_blob((self.H, self.H), weight_filler)  # W_ho

@@ -163,9 +163,8 @@ class WindowData(Layer):
     exact_tops = 2
     is_data = True
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p, tp = lp.window_data_param, lp.transform_param
+    def setup(self, p):
+        tp = self.lp.transform_param
         if not p.source:
             raise self.error("window_data_param.source is empty; give the path of a window file")
         self.crop = int(tp.crop_size)
