@@ -24,12 +24,10 @@ def train_net(deploy, batch):
     SoftmaxWithLoss in place of its final Softmax, gaussian fillers (deploy files have none), BatchNorm
     on batch statistics."""
     from google.protobuf import text_format
-    from recaffe.netspec.net import build
     from recaffe.protos import caffe_pb2
     from recaffe.protos.io import read_net
     param = caffe_pb2.NetParameter()
     param.CopyFrom(read_net(deploy))
-    build.upgrade_input_fields(param)
     out = caffe_pb2.NetParameter(name=param.name)
     for lp in param.layer:
         if lp.type == "Input":

@@ -127,7 +127,7 @@ def test_torchrun_trains_data_parallel(tmp_path):
     rc, err = h.run_one(ref)
     assert rc == 0, err
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={launch.free_port()}",
-           "-m", "recaffe.tools.train", f"-solver={dist}"]
+           os.path.join(h.ROOT, "tools", "train"), f"-solver={dist}"]      # the README's form (-m works alike)
     p = subprocess.run(cmd, cwd=h.ROOT, env=h.env(), capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "2 processes (backend gloo), effective batch = 16 x 1 x 2 = 32" in p.stderr
