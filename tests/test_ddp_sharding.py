@@ -116,3 +116,41 @@ def test_window_data(tmp_path):
             % (tmp_path, tmp_path))
     check_stream(text, records=False)
 
+
+
+def test_unshardable_train_sources_are_named_once_on_rank_0(tmp_path, monkeypatch):
+    """Sources recaffe cannot split (Input feeds, MemoryData) keep giving each rank what it is fed: rank 0
+    warns once per such layer; a Data layer in the same net is sharded; other ranks stay quiet."""
+    from recaffe.solver import distributed
+    from recaffe.solver.log import capture
+    from recaffe.solver.solver import Solver
+    import ddp_helpers as h
+    db = h.make_db(tmp_path, n=32)
+    net = tmp_path / "net.prototxt"
+    net.write_text(f'''name: "mixed"
+layer {{ name: "feed" type: "Input" top: "x" input_param {{ shape {{ dim: 4 dim: 3 }} }} }}
+layer {{ name: "mem" type: "MemoryData" top: "m" top: "ml" memory_data_param {{ batch_size: 4 channels: 3 height: 1 width: 1 }} }}
+layer {{ name: "data" type: "Data" top: "d" top: "dl" data_param {{ source: "{db}" batch_size: 4 backend: LMDB }} }}
+layer {{ name: "ip" type: "InnerProduct" bottom: "x" top: "ip" inner_product_param {{ num_output: 2 }} }}
+layer {{ name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "ip" top: "loss" }}
+layer {{ name: "sink" type: "Silence" bottom: "m" bottom: "ml" bottom: "d" bottom: "dl" }}
+''')
+    solver = tmp_path / "solver.prototxt"
+    solver.write_text(f'net: "{net}" base_lr: 0.1 lr_policy: "fixed" max_iter: 1 random_seed: 1\n')
+    s = Solver(str(solver))
+    monkeypatch.setattr(distributed.SolverSync, "broadcast_params", lambda self, net: None)   # no group here
+    for rank in (0, 1):
+        sync = distributed.SolverSync(distributed.Group(rank=rank, world=2, backend="gloo"))
+        with capture() as lines:
+            sync.attach(s, 1)
+        warned = [ln.split("] ", 1)[1] for ln in lines if ln.startswith("W")]
+        if rank == 0:
+            assert warned == [
+                "layer 'feed' (Input) is not sharded: every rank trains on what its feed returns; split it with "
+                "recaffe.solver_rank() / solver_count()",
+                "layer 'mem' (MemoryData) is not sharded: every rank trains on the arrays it is given; split it "
+                "with recaffe.solver_rank() / solver_count()"]
+        else:
+            assert warned == []
+    data = s.net.layers[s.net.layer_names.index("data")]
+    assert (data._maker.rank, data._maker.world) == (1, 2)
