@@ -30,6 +30,8 @@ setup(
         "dev": ["pytest", "grpcio-tools"],
         "test": ["pytest"],
         "leveldb": ["plyvel"],          # Data layers and convert_imageset --backend leveldb
+        # ONNX export (recaffe-export-onnx, recaffe.netspec.net.export): exporter + checker
+        "onnx": ["onnx", "onnxscript", "onnxruntime"],
     },
     entry_points={
         # every entry is the tool module's cli(): its error boundary (tools/_cli.py); tools/<name> runs the same
@@ -49,6 +51,7 @@ setup(
             "recaffe-plot-training-log=recaffe.tools.plot_training_log:cli",
             "recaffe-pycaffe=recaffe.tools.pycaffe:cli",
             "recaffe-demo=recaffe.tools.demo:cli",
+            "recaffe-export-onnx=recaffe.tools.export_onnx:cli",
         ],
     },
 )

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 import torch
 
-_state = {"mode": "CPU", "device": 0, "warned": False, "solver_count": 1, "solver_rank": 0, "multiprocess": False}
+_state = {"mode": "CPU", "device": 0, "warned": False, "solver_count": None, "solver_rank": None, "multiprocess": False}
 
 
 def set_mode_cpu():
@@ -55,8 +55,12 @@ def set_random_seed(seed):
 
 
 def solver_count():
-    """Caffe::solver_count: what set_solver_count recorded (1 by default)."""
-    return _state["solver_count"]
+    """Caffe::solver_count: what set_solver_count recorded, else the processes training together
+    (recaffe.solver.distributed: torchrun or -gpu 0,1); 1 otherwise."""
+    if _state.get("solver_count") is not None:
+        return _state["solver_count"]
+    from recaffe.solver.distributed import current
+    return current().world
 
 
 def set_solver_count(count):
@@ -64,8 +68,11 @@ def set_solver_count(count):
 
 
 def solver_rank():
-    """Caffe::solver_rank: what set_solver_rank recorded (0 by default)."""
-    return _state["solver_rank"]
+    """Caffe::solver_rank: what set_solver_rank recorded, else this process's rank (0 alone)."""
+    if _state.get("solver_rank") is not None:
+        return _state["solver_rank"]
+    from recaffe.solver.distributed import current
+    return current().rank
 
 
 def set_solver_rank(rank):

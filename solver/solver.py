@@ -9,6 +9,11 @@ solver.optim's Caffe optimizers over param groups from the ParamSpecs; the rate 
 solver.policies. Iteration order, test/display/snapshot cadence and the log lines follow caffe-spec
 3.2-3.9 and 7.2. Nets fed by Input layers take their blobs from ``feed(net, phase, iteration)`` (a
 callable set by the user returning a dict of arrays), data layers read on their own.
+
+Scale-out hooks (marked ``[scale-out]``): ``self.sync`` (solver.distributed.SolverSync) makes N
+processes train as one with iter_size x N; ``self.precision`` (solver.amp.Precision) runs the
+forward under autocast (``amp="bf16"|"fp16"``, fp16 with a loss scaler) and/or channels-last. Both
+are no-ops by default.
 """
 import os
 import signal
@@ -17,7 +22,7 @@ import time
 import torch
 
 from recaffe.protos.errors import SolverError
-from . import groups, netsetup, policies, scoring, state
+from . import amp as amp_mod, distributed, groups, netsetup, policies, scoring, state
 from .log import log, num, output_lines
 from .optim import SOLVERS
 
@@ -25,9 +30,11 @@ ACTIONS = ("stop", "snapshot", "none")
 
 
 class Solver:
-    def __init__(self, source, stages=(), level=None, device=None, feed=None, param=None):
+    def __init__(self, source, stages=(), level=None, device=None, feed=None, param=None, amp=None,
+                 channels_last=False):
         """source: solver file path, prototxt text or SolverParameter; ``param``: an already read
-        (and edited) SolverParameter of the file ``source``. stages/level: added to train_state."""
+        (and edited) SolverParameter of the file ``source``. stages/level: added to train_state.
+        amp: None, "bf16" or "fp16" (mixed precision); channels_last: NHWC weights (solver.amp)."""
         if param is None:
             self.param, self.path = netsetup.read_solver_param(source)
         else:
@@ -43,12 +50,15 @@ class Solver:
         if p.regularization_type not in ("L1", "L2"):
             raise SolverError(f"{self.path}: unknown regularization_type '{p.regularization_type}'; valid: L1, L2")
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        if p.random_seed >= 0:
-            netsetup.seed_everything(p.random_seed)
+        self.sync = distributed.SolverSync()        # [scale-out] data parallel (no-op for one process)
+        self.precision = amp_mod.Precision(amp, channels_last, self.device)   # [scale-out] AMP
+        seed = p.random_seed if p.random_seed >= 0 else (self.sync.shared_seed() if self.sync.active else -1)
+        if seed >= 0:
+            netsetup.seed_everything(seed)
         self.net, self.test_nets = netsetup.build_nets(p, self.path, stages, level)
         for net in [self.net] + self.test_nets:
-            net.to(self.device)
-            _move_data_tops(net, self.device)
+            net.to(self.device)                     # the Net moves its data layers' tops too
+            self.precision.prepare(net)
         self.entries = groups.learnable(self.net)
         self.learnable = [e[0] for e in self.entries]
         cls = SOLVERS[p.type]
@@ -67,6 +77,7 @@ class Solver:
         self._actions = {}
         self.requested_early_exit = False
         self.test_scores = []
+        self.sync.attach(self, max(seed, 0))        # [scale-out] shard data, broadcast weights
 
     # -- signals -----------------------------------------------------------------------------------
     def install_signal_handlers(self, sigint_effect="stop", sighup_effect="snapshot"):
@@ -112,11 +123,13 @@ class Solver:
             display_now = p.display > 0 and self.iter % p.display == 0
             loss = 0.0
             for _ in range(p.iter_size):
-                self.net(**self._inputs(self.net, "TRAIN"))
+                with self.precision.autocast():
+                    self.net(**self._inputs(self.net, "TRAIN"))
                 if self.net.loss is not None:
-                    self.net.backward()
+                    self.precision.backward(self.net)
                     loss += float(self.net.loss.detach())
-            loss /= p.iter_size
+            self.sync.reduce_grads(self.learnable)               # [scale-out] SUM over the ranks
+            loss = self.sync.reduce_loss(loss) / (p.iter_size * self.sync.world)
             self._update_smoothed_loss(loss, start_iter, p.average_loss)
             if display_now:
                 lapse = time.time() - tick
@@ -124,13 +137,15 @@ class Solver:
                 log(f"Iteration {self.iter} ({num(per_s)} iter/s, {num(lapse)}s/{p.display} iters), "
                     f"loss = {num(self.smoothed_loss)}", "solver.cpp:239")
                 tick, tick_iter = time.time(), self.iter
-                for line in output_lines("Train", self._outputs(self.net), self.net.blob_loss_weights):
+                outputs = self.sync.last_outputs(self._outputs(self.net))   # [scale-out] last sub-batch's
+                for line in output_lines("Train", outputs, self.net.blob_loss_weights):
                     log(line, "solver.cpp:258")
             self.apply_update(display_now)
             self.iter += 1
-            action = self._poll()
+            action = self.sync.agree(self._poll())              # [scale-out] one decision for all ranks
             if (p.snapshot > 0 and self.iter % p.snapshot == 0) or action == "snapshot":
                 self.snapshot()
+                self.sync.barrier()
             if action == "stop":
                 self.requested_early_exit = True
                 break
@@ -146,7 +161,8 @@ class Solver:
         for g in self.optimizer.param_groups:
             g["lr"] = rate
         self.optimizer.iteration = self.iter
-        self.optimizer.step()
+        if not self.precision.step(self.optimizer, self.iter):   # [scale-out] fp16 overflow: skipped
+            return rate
         if self.optimizer.last_clip is not None:
             norm, scale = self.optimizer.last_clip
             log(f"Gradient clipping: scaling down gradients (L2 norm {num(norm)} > "
@@ -176,11 +192,12 @@ class Solver:
         self.step(p.max_iter - self.iter)
         if p.snapshot_after_train and (not p.snapshot or self.iter % p.snapshot != 0):
             self.snapshot()
+            self.sync.barrier()
         if self.requested_early_exit:
             log("Optimization stopped early.", "solver.cpp:318")
             return
-        if p.display and self.iter % p.display == 0:
-            with torch.no_grad():
+        if p.display and self.iter % p.display == 0 and self.sync.root:   # rank 0's batch is the next one
+            with torch.no_grad(), self.precision.autocast():
                 self.net(**self._inputs(self.net, "TRAIN"))
             loss = float(self.net.loss) if self.net.loss is not None else 0.0
             self._update_smoothed_loss(loss, start_iter, p.average_loss)
@@ -194,10 +211,11 @@ class Solver:
 
     def test_all(self):
         self.test_scores = []
-        for k in range(len(self.test_nets)):
+        for k in range(len(self.test_nets) if self.sync.root else 0):   # [scale-out] rank 0 tests
             if self.requested_early_exit:
                 break
             self.test_scores.append(self.test(k))
+        self.requested_early_exit = self.sync.any(self.requested_early_exit)
 
     def test(self, k=0):
         """Solver::Test: test_iter[k] forward passes of test net k (solver.scoring, the loop ``caffe
@@ -239,6 +257,10 @@ class Solver:
         path, state path)."""
         fmt = fmt or self.snapshot_format
         base = f"{self._prefix()}_iter_{self.iter}"
+        if not self.sync.root:                      # [scale-out] rank 0 writes (the caller then barriers)
+            ext = {"pth": (".pth", ".solverstate.pth"), "hdf5": (".caffemodel.h5", ".solverstate.h5")}
+            model, st = ext.get(fmt, (".caffemodel", ".solverstate"))
+            return base + model, base + st
         history = state.history_list(self.optimizer, self.learnable)
         if fmt == "pth":
             model, solverstate = base + ".pth", base + ".solverstate.pth"
@@ -284,12 +306,5 @@ class Solver:
             netsetup.load_checked(self.net, w)
             for net in self.test_nets:
                 net.load_weights(w)
+        self.sync.broadcast_params(self.net)        # [scale-out] rank 0's weights everywhere
 
-
-def _move_data_tops(net, device):
-    """Data layers produce CPU tensors; on a GPU their tops are moved to the net's device."""
-    if device.type == "cpu":
-        return
-    for layer in net.layers:
-        if getattr(layer, "is_data", False):
-            layer.register_forward_hook(lambda m, i, out: [t.to(device) for t in out])

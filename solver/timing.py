@@ -73,7 +73,7 @@ def _backward(net, device, record, bwd_times):
                 grads[name] = grads[name] + x.grad if name in grads else x.grad
 
 
-def time_net(model, phase, iterations, stages=(), level=0, device=torch.device("cpu")):
+def time_net(model, phase, iterations, stages=(), level=0, device=torch.device("cpu"), compile=False):
     net = Net(model, phase=phase, stages=stages, level=level).to(device)
     n = len(net.steps)
     fwd, bwd = [0.0] * n, [0.0] * n
@@ -101,5 +101,8 @@ def time_net(model, phase, iterations, stages=(), level=0, device=torch.device("
     log(f"Average Forward-Backward: {num(total * 1e3 / it)} ms.", "caffe.cpp:429")
     log(f"Total Time: {num(total * 1e3)} ms.", "caffe.cpp:430")
     log("*** Benchmark ends ***", "caffe.cpp:431")
+    if compile:      # [scale-out] -compile: whole-net eager vs torch.compile (solver.compiled)
+        from .compiled import compare
+        compare(net, iterations, device, phase == "TRAIN")
     return {"forward_ms": [f * 1e3 / it for f in fwd], "backward_ms": [b * 1e3 / it for b in bwd],
             "layers": list(net.layer_names), "average_ms": total * 1e3 / it}

@@ -3,8 +3,10 @@
     tools/caffe train -solver=solver.prototxt [-weights=a.caffemodel,b.pth | -snapshot=x.solverstate]
                       [-gpu=0|all|-1] [-iterations=N] [-stage=a,b] [-level=N]
                       [-sigint_effect=stop] [-sighup_effect=snapshot] [-snapshot_format=pth]
+                      [-amp=bf16|fp16] [-channels_last] [-compile]
+    torchrun --nproc_per_node=N tools/train -solver=...     (data parallel; -gpu 0,1 / all spawns itself)
     tools/caffe test -model=net.prototxt -weights=w.caffemodel [-iterations=50]
-    tools/caffe time -model=net.prototxt [-iterations=50] [-phase=TRAIN]
+    tools/caffe time -model=net.prototxt [-iterations=50] [-phase=TRAIN] [-compile]
     tools/caffe device_query [-gpu=0]
 
 Also ``recaffe <verb>`` (console script), ``tools/train`` (= ``caffe train``), ``tools/test``,
@@ -43,6 +45,12 @@ FLAGS = [  # (verbs, Flag(name, type, default, description))
                    "received: snapshot, stop or none.")),
     ("train", Flag("snapshot_format", str, "", "Optional (recaffe); snapshot file format: binaryproto, hdf5 "
                    "or pth (default: the solver's snapshot_format).")),
+    ("train", Flag("amp", str, "", "Optional (recaffe); mixed precision: bf16 or fp16 (forward under "
+                   "torch.autocast, float32 weights and histories; fp16 with a loss scaler).")),
+    ("train", Flag("channels_last", bool, False, "Optional (recaffe); weights and 4-D data in channels-last "
+                   "memory format.")),
+    ("train time", Flag("compile", bool, False, "Optional (recaffe); run the net through torch.compile "
+                        "(time: eager and compiled both reported).")),
 ]
 VERBS = {  # verb: (Caffe's one-line description, usage after the verb)
     "train": ("train or finetune a model",

@@ -2,13 +2,15 @@
 takes the flag dict of tools/caffe.py (FLAGS) and returns the exit status. Log lines use glog's format
 (solver.log); each verb validates everything it reads (solver, nets, weights) before writing anything.
 
-``train`` is the one place that turns flags into a device and a running Solver: flags that change how
-training runs (devices, precision, compilation) extend ``select_device`` / ``train``.
+``train`` is the one place that turns flags into a device and a running Solver: ``-gpu 0,1`` / ``-gpu all``
+start one process per device (solver.launch; each runs ``train`` again as one rank), under torchrun each
+process joins the group (solver.distributed); ``-amp``, ``-channels_last`` (solver.amp) and ``-compile``
+(solver.compiled) change how the Solver runs.
 """
 import torch
 
 from recaffe.protos.errors import SolverError
-from recaffe.solver.log import log, num, warn
+from recaffe.solver.log import log, num
 
 
 def stages(flags):
@@ -16,31 +18,11 @@ def stages(flags):
 
 
 def select_device(gpu, solver_param=None):
-    """-gpu semantics (tools/caffe.cpp): '' -> the solver's explicit solver_mode: GPU, else CPU;
-    '-1' -> CPU; 'all' or ids -> the first id. Without CUDA: CPU, with a note."""
-    ids = []
-    if gpu in ("", None):
-        if solver_param is not None and solver_param.HasField("solver_mode") and solver_param.solver_mode == 1:
-            ids = [solver_param.device_id]
-    elif gpu == "all":
-        ids = list(range(torch.cuda.device_count())) or [0]
-    elif gpu != "-1":
-        try:
-            ids = [int(x) for x in gpu.split(",") if x != ""]
-        except ValueError:
-            raise SolverError(f"-gpu: expected device ids (e.g. 0 or 0,1), 'all' or -1, got '{gpu}'") from None
-    if not ids or ids == [-1]:
-        log("Use CPU.", "caffe.cpp:234")
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        warn(f"GPU {ids[0]} requested but CUDA is not available to torch; running on CPU", "caffe.cpp:227")
-        return torch.device("cpu")
-    if ids[0] >= torch.cuda.device_count():
-        raise SolverError(f"-gpu: device {ids[0]} does not exist ({torch.cuda.device_count()} CUDA device(s))")
-    if len(ids) > 1:
-        warn(f"multi-GPU training is not supported; using GPU {ids[0]} only", "caffe.cpp:227")
-    log(f"Using GPUs {ids[0]}", "caffe.cpp:228")
-    return torch.device(f"cuda:{ids[0]}")
+    """-gpu semantics (tools/caffe.cpp get_gpus): '' -> the solver's explicit solver_mode: GPU, else CPU;
+    '-1' -> CPU; 'all' or ids -> the first id (test, time; train plans all of them: solver.launch).
+    Without CUDA: CPU, with a note."""
+    from recaffe.solver.launch import plan
+    return plan(gpu, solver_param, single=True).device
 
 
 def train(flags):
@@ -57,16 +39,31 @@ def train(flags):
     param, _ = read_solver_param(flags["solver"])
     if flags["iterations"] >= 0:
         param.max_iter = flags["iterations"]
-    device = select_device(flags["gpu"], param)
+    from recaffe.solver import amp, distributed, launch
+    amp.parse_amp(flags["amp"])
+    plan = launch.plan(flags["gpu"], param)
+    if plan.spawn:                  # -gpu 0,1 / all: one process per device, each runs this verb as a rank
+        return launch.spawn(len(plan.devices), SPAWN_TARGET, flags)
+    device = plan.device
+    distributed.init(device)        # under torchrun / spawn: join the group (a no-op for one process)
     level = flags["level"] if flags["level"] else None
-    solver = Solver(flags["solver"], param=param, stages=stages(flags), level=level, device=device)
+    solver = Solver(flags["solver"], param=param, stages=stages(flags), level=level, device=device,
+                    amp=flags["amp"] or None, channels_last=flags["channels_last"])
+    if flags["compile"]:            # opt-in torch.compile of the train net (solver.compiled)
+        from recaffe.solver.compiled import compile_net
+        compile_net(solver.net)
     solver.snapshot_format = flags["snapshot_format"] or solver.snapshot_format
     if flags["weights"]:
         solver.load_weights(flags["weights"])
     solver.install_signal_handlers(flags["sigint_effect"], flags["sighup_effect"])
     log("Starting Optimization", "caffe.cpp:248")
     solver.solve(flags["snapshot"] or None)
+    distributed.shutdown()
     return 0
+
+
+#: what each process started by ``-gpu 0,1`` runs (solver.launch.spawn: "module:function" of flags)
+SPAWN_TARGET = "recaffe.tools.verbs:train"
 
 
 def test(flags):
@@ -75,7 +72,6 @@ def test(flags):
     from recaffe.netspec.net.net import Net
     from recaffe.solver import scoring
     from recaffe.solver.netsetup import load_checked
-    from recaffe.solver.solver import _move_data_tops
     if not flags["model"]:
         raise SolverError("test needs -model=<net.prototxt>")
     if not flags["weights"]:
@@ -84,8 +80,7 @@ def test(flags):
     net = Net(flags["model"], phase="TEST", stages=stages(flags), level=flags["level"])
     for w in flags["weights"].split(","):
         load_checked(net, w)
-    net.to(device)
-    _move_data_tops(net, device)
+    net.to(device)                  # the Net moves its data layers' tops too
     iters = _positive_iterations(flags)
     log(f"Running for {iters} iterations.", "caffe.cpp:281")
 
@@ -116,7 +111,8 @@ def time_cmd(flags):
     if phase not in ("TRAIN", "TEST"):
         raise SolverError(f"-phase: '{phase}'; valid: TRAIN, TEST")
     device = select_device(flags["gpu"])
-    time_net(flags["model"], phase, _positive_iterations(flags), stages(flags), flags["level"], device)
+    time_net(flags["model"], phase, _positive_iterations(flags), stages(flags), flags["level"], device,
+             compile=flags["compile"])
     return 0
 
 

@@ -16,6 +16,11 @@ Record order follows Caffe: record p of the stream is ``order[p mod n]``, contin
 of the source (src/caffe/layers/base_data_layer.cpp, data_layer.cpp, image_data_layer.cpp). With
 ``shuffle`` the order is a fresh permutation for every pass over the source, as ImageData reshuffles
 at each wrap; ``skip`` starts the stream later (ImageData's rand_skip).
+
+Data-parallel training (recaffe.solver.distributed): a maker with ``rank``/``world`` set serves, for
+local batch b, global batch ``b * world + rank`` (records, crop/mirror plan and shuffle order all
+keyed by the global index), so N ranks at local batches [i*I, (i+1)*I) read exactly the global
+batches [i*I*N, (i+1)*I*N) one process with iter_size I*N reads.
 """
 import os
 import sys
@@ -47,6 +52,8 @@ class BatchMaker(Dataset):
         #: otherwise the worker ships uint8 and the consumer (a GPU) finishes
         self.finish_here = False
         self.out_shape = None
+        #: data-parallel sharding: local batch b is global batch b * world + rank (see the module doc)
+        self.rank, self.world = 0, 1
 
     def __len__(self):  # the stream is endless; DataLoader never asks with our sampler
         return 1 << 62
@@ -69,6 +76,7 @@ class BatchMaker(Dataset):
 
     def __getitem__(self, b, out=None):
         """``out``: an optional float32 array to finish into (used when its shape fits)."""
+        b = b * self.world + self.rank          # local -> global batch index (data parallel)
         idx = self.indices(b)
         views = getattr(self.source, "views", None)
         if views is None:

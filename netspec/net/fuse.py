@@ -91,6 +91,8 @@ class FusionPlan:
                     f = cm.batchnorm_scale_factor(factor.detach())
                     stats = self._cache[("bn", k)] = (key, mean.detach() * f, var.detach() * f)
             stats = stats[1:]
+        if x.dtype in (torch.bfloat16, torch.float16) and torch.is_autocast_enabled(x.device.type):
+            x = x.float()   # BatchNorm in float32 under autocast (as layers/precision.py's @fp32)
         return F.batch_norm(x, stats[0], stats[1], scale.blobs[0], scale.blobs[1], training=False, eps=bn.eps)
 
     def packed_conv(self, k, conv, bn, sc, x):

@@ -75,6 +75,8 @@ class Net(nn.Module):
         self.fast_inference = True
         #: when True, forward calls retain_grad() on every blob that requires grad (diffs for inspection)
         self.retain_blob_grads = False
+        #: follows net.to(device/dtype): where fed arrays and data layer tops go (see ``device``)
+        self.register_buffer("_device_probe", torch.empty(0), persistent=False)
         if weights:
             self.load_weights(weights)
 
@@ -124,7 +126,7 @@ class Net(nn.Module):
         return self._outputs(blobs, self.steps[last].tops if end is not None else self.outputs)
 
     def _fed(self, inputs):
-        fed = {k: _as_tensor(v) for k, v in inputs.items()}
+        fed = {k: self._place(v) for k, v in inputs.items()}
         unknown = [k for k in fed if k not in self.blob_shapes]
         if unknown:
             raise NetError(f"net '{self.name}': no blob named {', '.join(map(repr, unknown))}; "
@@ -200,7 +202,7 @@ class Net(nn.Module):
             if shape is None:
                 shape = tuple(self.blobs[name].shape) if name in self.blobs else self.blob_shapes[name]
             limits.check_blob(shape, f"net '{self.name}': input '{name}'", NetError)
-            feed[name] = torch.zeros(tuple(shape))
+            feed[name] = torch.zeros(tuple(shape), dtype=self.dtype, device=self.device)
         with torch.no_grad():
             self.forward(**feed)
         for name, t in self.blobs.items():
@@ -252,6 +254,23 @@ class Net(nn.Module):
         s.key = key
         return layer
 
+    # -- placement ---------------------------------------------------------------------------------
+    @property
+    def device(self):
+        """The device the net lives on (``net.to(device)`` moves weights, buffers and data layer tops)."""
+        return self._device_probe.device
+
+    @property
+    def dtype(self):
+        return self._device_probe.dtype
+
+    def _place(self, v):
+        """A fed blob on the net's device: numpy/lists become tensors of the net's dtype; tensors keep
+        their dtype and move (no copy when already there)."""
+        if not torch.is_tensor(v):
+            v = _as_tensor(v, self.dtype if self.dtype.is_floating_point else torch.float32)
+        return v if v.device == self.device else v.to(self.device)
+
     def _layer_index(self, name):
         if name not in self._index:
             raise NetError(f"net '{self.name}': no layer named '{name}'")
@@ -297,10 +316,10 @@ class Net(nn.Module):
         return f"name={self.name!r}, phase={self.phase}, inputs={self.inputs}, outputs={self.outputs}"
 
 
-def _as_tensor(v):
+def _as_tensor(v, dtype=torch.float32):
     if torch.is_tensor(v):
         return v
-    return torch.as_tensor(v, dtype=torch.float32)
+    return torch.as_tensor(v, dtype=dtype)
 
 
 def _dynamic_top_shapes(layer, bottom_shapes):

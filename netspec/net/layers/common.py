@@ -9,6 +9,7 @@ BatchReindex none to their selector / indices."""
 import torch
 
 from .base import Layer, canonical_axis, count
+from .precision import fp32
 from .registry import register
 
 _PROD, _SUM, _MAX = 0, 1, 2          # EltwiseParameter.EltwiseOp
@@ -313,6 +314,7 @@ class Softmax(_OneToOne):
         self.axis = canonical_axis(self, p.axis, len(self.bottom_shapes[0]))
         self.top_shapes = [self.bottom_shapes[0]]
 
+    @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, x):
         return [torch.softmax(x, self.axis)]
 

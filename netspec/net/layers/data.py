@@ -7,6 +7,10 @@ as Caffe's DataLayerSetUp does. Data and ImageData feed through netspec.data.loa
 threads, or processes for a GPU consumer; prefetch); their augmentation seed is drawn from torch's
 global generator when the layer is built (so ``torch.manual_seed(random_seed)`` before building makes a run reproducible), or set
 ``layer.seed`` / ``layer.num_workers`` before the first forward.
+
+Data parallel (recaffe.solver.distributed): ``layer.shard(rank, world)`` before the first forward
+makes local batch b the global batch ``b * world + rank`` of the same stream (same seed on every
+rank), for Data, ImageData, HDF5Data (and WindowData); MemoryData is fed by the caller.
 """
 
 import numpy as np
@@ -19,6 +23,11 @@ from recaffe.netspec.data.sources import ImageListSource, LMDBSource
 from recaffe.netspec.data.transformer import DataTransformer
 from .base import Layer
 from .registry import register
+
+
+def follow(tops, probe):
+    """[scale-out] data tops on the net's device (and floating dtype), as ``net.to()`` set ``probe``."""
+    return [t.to(probe.device, probe.dtype if t.is_floating_point() else t.dtype) for t in tops]
 
 
 class _FeedLayer(Layer):
@@ -41,6 +50,11 @@ class _FeedLayer(Layer):
         self._feeder = None
         self._next_batch = 0   # batches served so far: a restarted feeder continues from here
 
+    def shard(self, rank, world):
+        """[scale-out] serve global batch b * world + rank as local batch b (see the module doc)."""
+        self.close()
+        self._maker.rank, self._maker.world = int(rank), int(world)
+
     def forward(self):
         if self._feeder is None:
             self._maker.seed = self.seed
@@ -48,7 +62,7 @@ class _FeedLayer(Layer):
                                   start=self._next_batch)
         data, labels = next(self._feeder)
         self._next_batch += 1
-        return [data, labels][:len(self.lp.top)]
+        return follow([data, labels][:len(self.lp.top)], self._device_probe)
 
     def close(self):
         """Stop the loader workers (they also stop when the layer is garbage-collected)."""
@@ -114,6 +128,7 @@ class MemoryData(Layer):
         self.top_shapes = [(self.batch_size,) + self.chw, (self.batch_size,)]
         self._data = self._labels = None
         self._pos = 0
+        self.register_buffer("_device_probe", torch.empty(0), persistent=False)
 
     def set_input_arrays(self, data, labels):
         data = np.asarray(data)
@@ -138,7 +153,7 @@ class MemoryData(Layer):
             raise DataError(f"layer '{self.name}' (MemoryData): no data; call set_input_arrays(data, labels) first")
         s = slice(self._pos, self._pos + self.batch_size)
         self._pos = (self._pos + self.batch_size) % self._data.shape[0]
-        return [self._data[s].clone(), self._labels[s].clone()]
+        return follow([self._data[s].clone(), self._labels[s].clone()], self._device_probe)
 
 
 def _h5py():
@@ -168,6 +183,14 @@ class HDF5Data(Layer):
         self._file_pos = 0
         self._load(self._file_order[0])
         self.top_shapes = [(self.batch_size,) + a.shape[1:] for a in self._arrays]
+        self.rank, self.world = 0, 1   # [scale-out] data-parallel shard (see shard())
+        self._served = self._local = 0
+        self.register_buffer("_device_probe", torch.empty(0), persistent=False)
+
+    def shard(self, rank, world):
+        """[scale-out] local batch b is global batch b * world + rank of the row stream: the batches of
+        the other ranks are stepped over (rows are only counted, not copied)."""
+        self.rank, self.world = int(rank), int(world)
 
     def _load(self, k):
         arrays = hdf5.load_tops(self.files[k], list(self.lp.top), self.name)   # sizes checked first
@@ -190,11 +213,18 @@ class HDF5Data(Layer):
                 self._rows = self._rng.permutation(len(self._rows))
 
     def forward(self):
+        while self._served < self._local * self.world + self.rank:   # other ranks' batches
+            for _ in range(self.batch_size):
+                self._next()
+            self._served += 1
         picks = []
         for _ in range(self.batch_size):
             picks.append([a[self._rows[self._row]] for a in self._arrays])
             self._next()
-        return [torch.from_numpy(np.stack([p[j] for p in picks])) for j in range(len(self._arrays))]
+        self._served += 1
+        self._local += 1
+        return follow([torch.from_numpy(np.stack([p[j] for p in picks])) for j in range(len(self._arrays))],
+                      self._device_probe)
 
 
 @register("HDF5Output")
@@ -209,6 +239,9 @@ class HDF5Output(Layer):
             raise self.error("hdf5_output_param.file_name is empty")
 
     def forward(self, data, label):
+        dist = torch.distributed
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+            return []          # [scale-out] data parallel: one writer (rank 0) for the one file name
         def legacy4(t):  # Caffe reshapes to (num, channels, height, width)
             a = t.detach().cpu().numpy().astype(np.float32)
             return a.reshape(a.shape + (1,) * (4 - a.ndim)) if a.ndim < 4 else a

@@ -68,13 +68,15 @@ class DummyData(Layer):
             k = i if len(self.fillers) > 1 else 0
             fixed = None if self.refill[k] else fill(torch.empty(shape), self.fillers[k])
             self.register_buffer(f"fixed_{i}", fixed, persistent=False)
+        self.register_buffer("_device_probe", torch.empty(0), persistent=False)   # follows net.to()
 
     def forward(self):
         tops = []
         for i, shape in enumerate(self.top_shapes):
             k = i if len(self.fillers) > 1 else 0
             if self.refill[k]:
-                tops.append(fill(torch.empty(shape), self.fillers[k]))
+                probe = self._device_probe   # [scale-out] refilled on the net's device and dtype
+                tops.append(fill(torch.empty(shape), self.fillers[k]).to(probe.device, probe.dtype))
             else:
                 tops.append(getattr(self, f"fixed_{i}"))
         return tops

@@ -53,7 +53,9 @@ class InnerProduct(Layer):
             y = torch.addmm(b, x2, w) if b is not None else x2 @ w
         else:
             y = F.linear(x2, w, b)
-        return [y if y.shape == self.top_shapes[0] else y.reshape(self.top_shapes[0])]
+        if self.axis == 1:     # (N, num_output) already, for any batch N (dynamic-batch export)
+            return [y]
+        return [y.reshape(tuple(x.shape[:self.axis]) + tuple(self.top_shapes[0][self.axis:]))]
 
 
 @register("Embed")

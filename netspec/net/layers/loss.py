@@ -16,6 +16,7 @@ from recaffe.protos import caffe_pb2
 from recaffe.protos.errors import ProtoError
 from recaffe.protos.io import read_binary
 from .base import Layer, canonical_axis, count
+from .precision import fp32
 from .registry import register
 
 FLT_MIN = float(np.finfo(np.float32).tiny)  # softmax_loss_layer.cpp: log(max(p, FLT_MIN))
@@ -135,6 +136,7 @@ class SoftmaxWithLoss(LossBase):
         self.mode = normalization_mode(lp, VALID)
         self.top_shapes = [()] + ([shape] if len(lp.top) == 2 else [])
 
+    @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, x, label):
         o, c, i = self.outer, self.channels, self.inner
         p = torch.softmax(x.detach().reshape(o, c, i), dim=1)
@@ -170,6 +172,7 @@ class SigmoidCrossEntropyLoss(LossBase):
         self.outer = int(s0[0]) if len(s0) else 1
         self.inner = count(s0, 1)
 
+    @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, x, target):
         xd, t = x.detach().reshape(-1), target.detach().reshape(-1).to(x.dtype)
         valid = self.valid_mask(labels_as_int(t))
@@ -223,6 +226,7 @@ class InfogainLoss(LossBase):
             raise self.error(f"H must be {k}x{k} ({k * k} values), got {h_count}")
         self.top_shapes = [()] + ([shape] if len(lp.top) == 2 else [])
 
+    @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, x, label, h=None):
         o, c, i = self.outer, self.channels, self.inner
         H = (self.infogain if h is None else h.detach()).reshape(c, c).to(x.dtype)
@@ -253,6 +257,7 @@ class MultinomialLogisticLoss(LossBase):
         self.num = int(self.bottom_shapes[0][0])
         self.dim = count(self.bottom_shapes[0]) // max(self.num, 1)
 
+    @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, prob, label):
         p = prob.detach().reshape(self.num, self.dim)
         lab = labels_as_int(label).reshape(-1)[:self.num]

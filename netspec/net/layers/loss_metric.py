@@ -8,6 +8,7 @@ import torch
 from recaffe.protos import caffe_pb2
 from .base import Layer, canonical_axis, count
 from .loss import LossBase, labels_as_int, with_caffe_grad
+from .precision import fp32
 from .registry import register
 
 
@@ -28,6 +29,7 @@ class EuclideanLoss(LossBase):
         if count(a, 1) != count(b, 1) or count(a) != count(b):
             raise self.error(f"inputs must have the same dimensions, got {a} and {b}")
 
+    @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, a, b):
         d = a - b.reshape(a.shape)
         return [(d * d).sum() / a.shape[0] / 2]
@@ -46,6 +48,7 @@ class HingeLoss(LossBase):
         if self.norm not in (caffe_pb2.HingeLossParameter.L1, caffe_pb2.HingeLossParameter.L2):
             raise self.error(f"unknown hinge_loss_param.norm {self.norm}; valid: L1, L2")
 
+    @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, x, label):
         xd = x.detach().reshape(self.num, self.dim)
         lab = labels_as_int(label).reshape(-1)[:self.num]
@@ -80,6 +83,7 @@ class ContrastiveLoss(LossBase):
         self.margin = p.margin
         self.legacy = p.legacy_version
 
+    @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, a, b, y):
         n, c, margin = self.num, self.channels, self.margin
         diff = (a.detach() - b.detach()).reshape(n, c)
@@ -124,6 +128,7 @@ class Accuracy(Layer):
         self.ignore_label = p.ignore_label
         self.top_shapes = [()] + ([(self.classes,)] if len(lp.top) == 2 else [])
 
+    @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, x, label):
         o, c, i = self.outer, self.classes, self.inner
         s = x.detach().reshape(o, c, i)
@@ -137,7 +142,7 @@ class Accuracy(Layer):
         better = (s >= true_score).sum(1) - 1  # the true class itself counts once
         correct = (better < self.top_k) & valid
         n_valid = int(valid.sum())
-        acc = correct.sum().to(x.dtype) / n_valid if n_valid else torch.zeros((), dtype=x.dtype)
+        acc = correct.sum().to(x.dtype) / n_valid if n_valid else torch.zeros((), dtype=x.dtype, device=x.device)
         tops = [acc.reshape(())]
         if len(self.lp.top) == 2:
             cls = torch.where(valid, lab, torch.full_like(lab, c)).reshape(-1)

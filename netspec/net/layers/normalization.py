@@ -9,6 +9,7 @@ import torch
 
 from . import caffe_math as cm
 from .base import Layer
+from .precision import fp32
 from .registry import register
 
 
@@ -50,6 +51,7 @@ class BatchNorm(Layer):
                                  f"learned (lr_mult must be 0)")
         self.top_shapes = [shape]
 
+    @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, x):
         b0, b1, b2 = self.blobs
         if self.use_global:
@@ -98,6 +100,7 @@ class MVN(Layer):
         # Reshape uses the legacy accessors too: the top is 4-D, missing axes read as 1
         self.top_shapes = [tuple(shape) + (1,) * (4 - len(shape))]
 
+    @fp32   # [scale-out] float32 under autocast (layers/precision.py)
     def forward(self, x):
         g = x.reshape(self.groups, -1)
         xc = g - g.mean(1, keepdim=True)

@@ -152,7 +152,7 @@ class _PythonFunction(torch.autograd.Function):
         bot = []
         for t in bottoms:
             b = Blob()
-            b.data = t.detach().cpu().numpy().astype(np.float32, copy=True)
+            b.data = t.detach().float().cpu().numpy().astype(np.float32, copy=True)
             b.diff = np.zeros_like(b.data)
             bot.append(b)
         top = [Blob(s) for s in layer.top_shapes_now]
@@ -160,15 +160,16 @@ class _PythonFunction(torch.autograd.Function):
         _call(layer, "forward", bot, top)
         layer.top_shapes_now = [t.shape for t in top]
         ctx.layer, ctx.n, ctx.bot, ctx.top = layer, n_bottoms, bot, top
-        dtype = bottoms[0].dtype if bottoms else torch.float32
-        return tuple(torch.from_numpy(t.data.copy()).to(dtype) for t in top)
+        # [scale-out] tops on the bottoms' device and dtype (a source layer: the net's, via its probe)
+        like = bottoms[0] if bottoms else layer._device_probe
+        return tuple(torch.from_numpy(t.data.copy()).to(like.device, like.dtype) for t in top)
 
     @staticmethod
     def backward(ctx, *grads):
         layer, n = ctx.layer, ctx.n
         for t, g in zip(ctx.top, grads):
             t.diff = (np.zeros_like(t.data) if g is None else
-                      g.detach().cpu().numpy().astype(np.float32).reshape(t.data.shape).copy())
+                      g.detach().float().cpu().numpy().astype(np.float32).reshape(t.data.shape).copy())
         for b in ctx.bot:
             b.diff = np.zeros_like(b.data)
         params = layer.py_param_blobs
@@ -176,8 +177,10 @@ class _PythonFunction(torch.autograd.Function):
             p.diff = np.zeros_like(p.diff)
         need = ctx.needs_input_grad[2:]
         _call(layer, "backward", ctx.top, [bool(x) for x in need[:n]], ctx.bot)
-        out = [torch.from_numpy(np.array(b.diff, np.float32)) if need[i] else None for i, b in enumerate(ctx.bot)]
-        out += [torch.from_numpy(np.array(p.diff, np.float32)) if need[n + i] else None
+        dev = layer._device_probe.device   # [scale-out] diffs on the net's device
+        out = [torch.from_numpy(np.array(b.diff, np.float32)).to(dev) if need[i] else None
+               for i, b in enumerate(ctx.bot)]
+        out += [torch.from_numpy(np.array(p.diff, np.float32)).to(dev) if need[n + i] else None
                 for i, p in enumerate(params)]
         return (None, None) + tuple(out)
 
@@ -230,6 +233,7 @@ class Python(Layer):
         _call(self, "reshape", bot, top)
         self.top_shapes = [t.shape for t in top]
         self.top_shapes_now = list(self.top_shapes)
+        self.register_buffer("_device_probe", torch.empty(0), persistent=False)   # follows net.to()
 
     def forward(self, *bottoms):
         if not self.lp.top:  # a sink (e.g. a logger): nothing to differentiate

@@ -6,6 +6,7 @@ import torch
 
 from recaffe.protos.forks import layer_param
 from .base import Layer, count
+from .precision import fp32
 from .registry import register
 
 
@@ -137,6 +138,7 @@ class SmoothL1Loss(Layer):
                                  f"{self.bottom_shapes[0]}")
         self.top_shapes = [()]
 
+    @fp32   # a loss: float32 under autocast (layers/precision.py)
     def forward(self, pred, target, inside=None, outside=None):
         d = pred - target
         if inside is not None:

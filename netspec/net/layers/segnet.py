@@ -7,6 +7,7 @@ from recaffe.protos import caffe_pb2
 from recaffe.protos.forks import layer_param
 from recaffe.protos.forkschema import segnet_pb2
 from .base import Layer
+from .precision import fp32
 from .registry import register
 
 #: bn_layer.cpp: var_eps_
@@ -48,6 +49,7 @@ class BN(Layer):
         self.add_blob((1, c, 1, 1), p.shift_filler if p.HasField("shift_filler") else constant)
         self.top_shapes = [shape] + [(1, c, 1, 1)] * (len(lp.top) - 1)
 
+    @fp32   # batch statistics: float32 under autocast (layers/precision.py), as BatchNorm
     def forward(self, x):
         scale, shift = self.blobs
         if not self.learn:

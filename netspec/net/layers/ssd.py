@@ -12,6 +12,7 @@ import torch
 from recaffe.protos import caffe_pb2
 from recaffe.protos.forks import layer_param
 from .base import Layer
+from .precision import fp32
 from .registry import register
 
 
@@ -36,6 +37,7 @@ class Normalize(Layer):
         self.add_blob((1,) if self.channel_shared else (shape[1],), filler)
         self.top_shapes = [shape]
 
+    @fp32   # an L2 norm: float32 under autocast (layers/precision.py), as LRN and MVN
     def forward(self, x):
         sq = x * x
         if self.across_spatial:

@@ -15,6 +15,7 @@ from recaffe.protos.errors import NetError
 from .. import kernels
 from . import caffe_math as cm
 from .base import Layer, canonical_axis, count
+from .precision import fp32
 from .registry import register
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -109,7 +110,9 @@ class _BaseConv(Layer):
         out = []
         for x in xs:    # no-op reshapes would make views (autograd ViewBackward, no in-place ReLU after)
             y = self.conv(self.geo.as_batch(x), bias)
-            out.append(y if y.shape == self.top_shapes[0] else y.reshape(self.top_shapes[0]))
+            if len(self.geo.outer) != 1:   # samples over several axes: back to them (any batch)
+                y = y.reshape(tuple(x.shape[:self.geo.axis]) + tuple(self.top_shapes[0][self.geo.axis:]))
+            out.append(y)
         return out
 
 
@@ -207,6 +210,7 @@ class LRN(Layer):
                               f"{p.local_size} pads the channels to", NetError)
         self.top_shapes = [self.bottom_shapes[0]]
 
+    @fp32   # float32 under autocast (layers/precision.py)
     def forward(self, x):
         fast = kernels.lrn_plan(x, self.n, self.alpha, self.beta, self.k, self.within)
         if fast is not None:

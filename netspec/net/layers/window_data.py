@@ -204,6 +204,22 @@ class WindowData(Layer):
         self.seed = int(torch.randint(0, 2 ** 62, ()).item())
         self._rng = None
         self.register_buffer("_device_probe", torch.empty(0), persistent=False)
+        self.rank, self.world = 0, 1   # [scale-out] data-parallel shard (see shard())
+        self._served = self._local = 0
+
+    def shard(self, rank, world):
+        """[scale-out] local batch b is global batch b * world + rank of the sampling stream: the other
+        ranks' batches are drawn (same random numbers) but not rendered."""
+        self.rank, self.world = int(rank), int(world)
+
+    def _draw(self):
+        """One batch's (window, mirror) picks: background windows first, then foreground ones."""
+        picks = []
+        for n, wins in ((self.batch_size - self.num_fg, self.bg), (self.num_fg, self.fg)):
+            for _ in range(n):
+                win = wins[int(self._rng.integers(len(wins)))]
+                picks.append((win, self.mirror and bool(self._rng.integers(2))))
+        return picks
 
     def _setup_mean(self, tp, channels):
         self.mean_file = self.mean_values = None
@@ -275,18 +291,19 @@ class WindowData(Layer):
     def forward(self):
         if self._rng is None:
             self._rng = np.random.default_rng(self.seed)
+        while self._served < self._local * self.world + self.rank:   # other ranks' batches
+            self._draw()
+            self._served += 1
+        self._served += 1
+        self._local += 1
         data = np.zeros(self.top_shapes[0], np.float32)
         labels = np.zeros(self.batch_size, np.float32)
         decoded = {}
-        item = 0
-        for n, wins in ((self.batch_size - self.num_fg, self.bg), (self.num_fg, self.fg)):
-            for _ in range(n):
-                win = wins[int(self._rng.integers(len(wins)))]
-                mirror = self.mirror and bool(self._rng.integers(2))
-                if win[0] not in decoded:
-                    decoded[win[0]] = self._decode(win[0])
-                self.render(win, decoded[win[0]], mirror, data[item])
-                labels[item] = win[1]
-                item += 1
-        dev = self._device_probe.device
-        return [torch.from_numpy(data).to(dev), torch.from_numpy(labels).to(dev)]
+        for item, (win, mirror) in enumerate(self._draw()):
+            if win[0] not in decoded:
+                decoded[win[0]] = self._decode(win[0])
+            self.render(win, decoded[win[0]], mirror, data[item])
+            labels[item] = win[1]
+        probe = self._device_probe
+        return [torch.from_numpy(data).to(probe.device, probe.dtype),
+                torch.from_numpy(labels).to(probe.device, probe.dtype)]
