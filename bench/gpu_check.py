@@ -31,6 +31,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+import ddp_helpers  # noqa: E402  (tests/ddp_helpers.py: randomize, shared with the AMP tests)
 RESULTS, FAILED = {}, []
 
 
@@ -42,21 +44,6 @@ def report(name, ok, text, **numbers):
         FAILED.append(name)
 
 
-def randomize(net, seed=1):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t, layer in zip(net.layer_types, net.layers):
-            for i, p in enumerate(layer.blobs):
-                if t == "BatchNorm":
-                    (p.uniform_(-0.1, 0.1, generator=g) if i == 0 else p.uniform_(0.5, 1.5, generator=g)
-                     if i == 1 else p.fill_(1))
-                elif p.dim() > 1:
-                    p.normal_(0, (2.0 / p[0].numel()) ** 0.5, generator=g)
-                else:
-                    p.uniform_(-0.1, 0.1, generator=g)
-    return net
-
-
 # -- 1. zoo nets: CUDA equals CPU ------------------------------------------------------------------------
 def check_zoo(dev, dry):
     from recaffe.netspec.net.kernels import disabled
@@ -66,7 +53,7 @@ def check_zoo(dev, dry):
         path = os.path.join(zoo, name, "deploy.prototxt")
         if not os.path.exists(path):
             continue
-        net = randomize(Net(path))
+        net = ddp_helpers.randomize(Net(path))
         shape = (2,) + tuple(net.blob_shapes[net.inputs[0]][1:])
         x = torch.randn(shape, generator=torch.Generator().manual_seed(2)) * 50
         with torch.no_grad():

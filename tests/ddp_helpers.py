@@ -133,3 +133,20 @@ def read(path):
 
 def log_lines(text, key):
     return [line.split("] ", 1)[1] for line in text.splitlines() if "] " in line and key in line]
+
+
+def randomize(net, seed=1):
+    """He-normal weights, small biases, BatchNorm statistics mean U(-0.1, 0.1), var U(0.5, 1.5)."""
+    import torch
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for t, layer in zip(net.layer_types, net.layers):
+            for i, p in enumerate(layer.blobs):
+                if t == "BatchNorm":
+                    (p.uniform_(-0.1, 0.1, generator=g) if i == 0 else p.uniform_(0.5, 1.5, generator=g)
+                     if i == 1 else p.fill_(1))
+                elif p.dim() > 1:
+                    p.normal_(0, (2.0 / p[0].numel()) ** 0.5, generator=g)
+                else:
+                    p.uniform_(-0.1, 0.1, generator=g)
+    return net

@@ -21,24 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ddp_helpers as h  # noqa: E402
 
 
-def randomize(net, seed=1):
-    """He-normal weights, small biases, BatchNorm statistics mean U(-0.1, 0.1), var U(0.5, 1.5)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for t, layer in zip(net.layer_types, net.layers):
-            for i, p in enumerate(layer.blobs):
-                if t == "BatchNorm":
-                    (p.uniform_(-0.1, 0.1, generator=g) if i == 0 else p.uniform_(0.5, 1.5, generator=g)
-                     if i == 1 else p.fill_(1))
-                elif p.dim() > 1:
-                    p.normal_(0, (2.0 / p[0].numel()) ** 0.5, generator=g)
-                else:
-                    p.uniform_(-0.1, 0.1, generator=g)
-    return net
-
-
 def deploy(name, seed=1):
-    return randomize(Net(os.path.join(ZOO, name, "deploy.prototxt")), seed)
+    return h.randomize(Net(os.path.join(ZOO, name, "deploy.prototxt")), seed)
 
 
 def data_for(net, n=2):

@@ -115,6 +115,9 @@ class Layer(nn.Module):
     #: a layer that can be a net's classifier head (num_output outputs, weights + optional bias in
     #: the message ``param_field`` names: weight_filler, bias_filler, bias_term): recipes.finetune
     classifier = False
+    #: a fork layer's message (e.g. "norm_param"), read through the fork schema that keeps the fork's
+    #: field numbers (recaffe.protos.forks.layer_param) instead of BVLC's LayerParameter
+    fork_param = None
 
     def __init__(self, lp, bottom_shapes, phase="TEST"):
         super().__init__()
@@ -141,6 +144,9 @@ class Layer(nn.Module):
     @classmethod
     def param_message(cls, lp):
         """``lp``'s own parameter message for this class (None if the type has none)."""
+        if cls.fork_param:
+            from recaffe.protos.forks import layer_param
+            return layer_param(lp, cls.fork_param)
         field = cls.param_field_name(lp.type)
         return getattr(lp, field) if field else None
 

@@ -7,7 +7,6 @@ what the fork accumulates), the channel shuffle a permutation.
 """
 from recaffe.protos import caffe_pb2
 from recaffe.protos.errors import NetError
-from recaffe.protos.forks import layer_param
 from .base import Layer
 from .registry import register
 from .vision import Convolution
@@ -47,10 +46,11 @@ class ShuffleChannel(Layer):
     exact_bottoms = 1
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    fork_param = "shuffle_channel_param"
+
+    def setup(self, p):
         shape = self.bottom_shapes[0]
-        self.group = int(layer_param(lp, "shuffle_channel_param").group)
+        self.group = int(p.group)
         if len(shape) < 2 or self.group <= 0 or shape[1] % self.group:
             raise self.error(f"group {self.group} must be > 0 and divide the channels of bottom {shape}")
         self.top_shapes = [shape]

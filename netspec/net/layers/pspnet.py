@@ -3,7 +3,6 @@ src/caffe/util/interp.cpp), with the fork's interp_param (protos/forkschema/pspn
 """
 import torch
 
-from recaffe.protos.forks import layer_param
 from .base import Layer
 from .registry import register
 
@@ -43,16 +42,16 @@ class Interp(Layer):
     max_bottoms = 2
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = layer_param(lp, "interp_param")
+    fork_param = "interp_param"
+
+    def setup(self, p):
         shape = self.bottom_shapes[0]
         if len(shape) != 4:
             raise self.error(f"needs a 4-axis bottom (N, C, H, W), got {shape}")
         if p.interp_type not in ("bilinear", "nearest_neighbor"):
             raise self.error(f"interp_type {p.interp_type!r}; valid: bilinear, nearest_neighbor")
         specs = [p.HasField("zoom_factor"), p.HasField("shrink_factor"), p.HasField("height") and p.HasField("width"),
-                 len(lp.bottom) == 2]
+                 len(self.lp.bottom) == 2]
         if sum(specs) != 1:
             raise self.error("give the output size by exactly one of zoom_factor, shrink_factor, height and "
                              "width, or a second bottom")
@@ -63,7 +62,7 @@ class Interp(Layer):
         self.nearest = p.interp_type == "nearest_neighbor"
         self.crop = -p.pad_beg
         h_eff, w_eff = shape[2] + p.pad_beg + p.pad_end, shape[3] + p.pad_beg + p.pad_end
-        other = self.bottom_shapes[1][2:] if len(lp.bottom) == 2 else (p.height, p.width)
+        other = self.bottom_shapes[1][2:] if len(self.lp.bottom) == 2 else (p.height, p.width)
         out = (interp_out_size(h_eff, p, other[0]), interp_out_size(w_eff, p, other[1]))
         if min(h_eff, w_eff, *out) <= 0:
             raise self.error(f"input {h_eff} x {w_eff} (after cropping) and output {out[0]} x {out[1]} must "

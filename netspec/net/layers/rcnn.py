@@ -4,7 +4,6 @@ smooth_L1_loss_layer.cu), with the fork's roi_pooling_param / smooth_l1_loss_par
 """
 import torch
 
-from recaffe.protos.forks import layer_param
 from .base import Layer, count
 from .precision import fp32
 from .registry import register
@@ -87,9 +86,9 @@ class ROIPooling(Layer):
     exact_bottoms = 2
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = layer_param(lp, "roi_pooling_param")
+    fork_param = "roi_pooling_param"
+
+    def setup(self, p):
         x, rois = self.bottom_shapes
         if p.pooled_h <= 0 or p.pooled_w <= 0:
             raise self.error(f"pooled_h and pooled_w must be > 0, got {p.pooled_h} and {p.pooled_w}")
@@ -125,11 +124,12 @@ class SmoothL1Loss(Layer):
     max_bottoms = 4
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        if len(lp.bottom) == 3:
+    fork_param = "smooth_l1_loss_param"
+
+    def setup(self, p):
+        if len(self.lp.bottom) == 3:
             raise self.error("takes 2 bottoms (predictions, targets) or 4 (with inside and outside weights)")
-        sigma = float(layer_param(lp, "smooth_l1_loss_param").sigma)
+        sigma = float(p.sigma)
         self.sigma2 = sigma * sigma
         first = count(self.bottom_shapes[0])
         for i, s in enumerate(self.bottom_shapes[1:], 1):

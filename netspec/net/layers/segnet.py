@@ -4,7 +4,6 @@
 import torch
 
 from recaffe.protos import caffe_pb2
-from recaffe.protos.forks import layer_param
 from recaffe.protos.forkschema import segnet_pb2
 from .base import Layer
 from .precision import fp32
@@ -34,20 +33,20 @@ class BN(Layer):
     min_tops = 1
     max_tops = 3
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = layer_param(lp, "bn_param")
+    fork_param = "bn_param"
+
+    def setup(self, p):
         shape = self.bottom_shapes[0]
         if len(shape) != 4:
             raise self.error(f"needs a 4-axis bottom (N, C, H, W), got {shape}")
         self.learn = p.bn_mode == segnet_pb2.BNParameter.LEARN
-        if len(lp.top) > 1 and not self.learn:
+        if len(self.lp.top) > 1 and not self.learn:
             raise self.error("the batch mean and variance tops exist in bn_mode LEARN only")
         c = shape[1]
         constant = caffe_pb2.FillerParameter(type="constant")
         self.add_blob((1, c, 1, 1), p.scale_filler if p.HasField("scale_filler") else constant)
         self.add_blob((1, c, 1, 1), p.shift_filler if p.HasField("shift_filler") else constant)
-        self.top_shapes = [shape] + [(1, c, 1, 1)] * (len(lp.top) - 1)
+        self.top_shapes = [shape] + [(1, c, 1, 1)] * (len(self.lp.top) - 1)
 
     @fp32   # batch statistics: float32 under autocast (layers/precision.py), as BatchNorm
     def forward(self, x):
@@ -95,9 +94,9 @@ class Upsample(Layer):
     exact_bottoms = 2
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = layer_param(lp, "upsample_param")
+    fork_param = "upsample_param"
+
+    def setup(self, p):
         x, mask = self.bottom_shapes
         if len(x) != 4 or x != mask:
             raise self.error(f"needs 4-axis data and mask bottoms of one shape, got {x} and {mask}")

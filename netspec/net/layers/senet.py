@@ -14,8 +14,9 @@ class Axpy(Layer):
     exact_bottoms = 3
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    param_field = ""      # no message of its own
+
+    def setup(self, p):
         a, x, y = self.bottom_shapes
         if len(x) < 2 or a[:2] != x[:2] or any(d != 1 for d in a[2:]):
             raise self.error(f"bottom 0 (the scale) must be (N, C) or (N, C, 1, 1) for bottom 1 {x}, got {a}")

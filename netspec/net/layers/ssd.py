@@ -1,7 +1,7 @@
 """SSD fork layers (github.com/weiliu89/caffe, branch ssd; src/caffe/layers/<name>_layer.cpp): Normalize,
 Permute and PriorBox. DetectionOutput lives in ssd_detection.py. Their parameters are the SSD fork's
-fields (protos/forkschema/ssd.proto), read with ``forks.layer_param``. Flatten, Reshape, Concat and
-Softmax in SSD nets are BVLC's layers.
+fields (protos/forkschema/ssd.proto), handed to ``setup(p)`` by the base class (``fork_param``).
+Flatten, Reshape, Concat and Softmax in SSD nets are BVLC's layers.
 
 Backward: Normalize and Permute through autograd (the mathematical gradient, as normalize_layer.cpp
 and permute_layer.cpp compute it); PriorBox has no gradient (its top depends only on shapes).
@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from recaffe.protos import caffe_pb2
-from recaffe.protos.forks import layer_param
 from .base import Layer
 from .precision import fp32
 from .registry import register
@@ -25,9 +24,9 @@ class Normalize(Layer):
     exact_bottoms = 1
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = layer_param(lp, "norm_param")
+    fork_param = "norm_param"
+
+    def setup(self, p):
         shape = self.bottom_shapes[0]
         if len(shape) < 2:
             raise self.error(f"needs a bottom with at least 2 axes (N, C, ...), got shape {shape}")
@@ -57,11 +56,12 @@ class Permute(Layer):
     exact_bottoms = 1
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
+    fork_param = "permute_param"
+
+    def setup(self, p):
         shape = self.bottom_shapes[0]
         order = []
-        for a in layer_param(lp, "permute_param").order:
+        for a in p.order:
             if a >= len(shape):
                 raise self.error(f"order {a} is out of range for a {len(shape)}-axis bottom")
             if a in order:
@@ -124,9 +124,9 @@ class PriorBox(Layer):
     exact_bottoms = 2
     exact_tops = 1
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = layer_param(lp, "prior_box_param")
+    fork_param = "prior_box_param"
+
+    def setup(self, p):
         feat, img = self.bottom_shapes
         if len(feat) != 4 or len(img) != 4:
             raise self.error(f"needs 4-axis bottoms (N, C, H, W), got {feat} and {img}")

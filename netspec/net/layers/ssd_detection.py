@@ -14,7 +14,6 @@ arithmetic is float32, as the fork's; it runs in numpy on the CPU (small arrays,
 import numpy as np
 import torch
 
-from recaffe.protos.forks import layer_param
 from recaffe.protos.forkschema import ssd_pb2
 from .base import Layer, count
 from .registry import register
@@ -108,9 +107,9 @@ class DetectionOutput(Layer):
     exact_tops = 1
     dynamic_shapes = True      # the number of detections changes with the data
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = layer_param(lp, "detection_output_param")
+    fork_param = "detection_output_param"
+
+    def setup(self, p):
         if not p.HasField("num_classes") or p.num_classes < 1:
             raise self.error("detection_output_param needs num_classes (>= 1)")
         self.num_classes = int(p.num_classes)

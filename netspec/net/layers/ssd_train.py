@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recaffe.protos.forks import layer_param
 from . import ssd_match as M
 from .base import Layer, count
 from .loss import VALID, normalization_mode, normalizer
@@ -56,9 +55,9 @@ class MultiBoxLoss(Layer):
     is_loss = True
     dynamic_shapes = True          # the label blob's row count changes with every batch
 
-    def __init__(self, lp, bottom_shapes, phase="TEST"):
-        super().__init__(lp, bottom_shapes, phase)
-        p = layer_param(lp, "multibox_loss_param")
+    fork_param = "multibox_loss_param"
+
+    def setup(self, p):
         if not p.HasField("num_classes") or p.num_classes < 1:
             raise self.error("multibox_loss_param needs num_classes (>= 1)")
         self.num_classes = int(p.num_classes)
@@ -80,8 +79,8 @@ class MultiBoxLoss(Layer):
         if self.mining == M.HARD_EXAMPLE and p.sample_size <= 0:
             raise self.error(f"sample_size must be > 0 for HARD_EXAMPLE mining, got {p.sample_size}")
         self.p = p
-        self.mode = normalization_mode(lp, VALID)
-        down = list(lp.propagate_down) or [True, True, False, False]
+        self.mode = normalization_mode(self.lp, VALID)
+        down = list(self.lp.propagate_down) or [True, True, False, False]
         self.use_loc, self.use_conf = bool(down[0]), bool(down[1])
         self._check(self.bottom_shapes)
         self.top_shapes = [()]
